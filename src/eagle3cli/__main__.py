@@ -1,0 +1,5 @@
+"""``python -m eagle3cli`` runs the ``eagle3`` command line."""
+
+from eagle3cli.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``eagle3`` command line: thin Typer commands over the library."""

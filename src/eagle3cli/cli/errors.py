@@ -1,0 +1,36 @@
+"""How the CLI reports a user-facing error: one red line on stderr, exit code 1.
+
+``EAGLE3_DEBUG=1`` re-raises instead, so the full traceback is shown.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from eagle3cli.errors import Eagle3Error
+
+F = TypeVar("F", bound=Callable[..., Any])
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def report_errors(command: F) -> F:
+    """Wrap a command so an :class:`Eagle3Error` becomes one red line and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except Eagle3Error as error:
+            if os.environ.get("EAGLE3_DEBUG") == "1":
+                raise
+            stderr.print(f"[red]error: {escape(str(error))}[/red]")
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,45 @@
+"""``eagle3``: the Typer application. Commands import torch/transformers inside their bodies
+so ``eagle3 --help`` and shell completion stay fast."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from eagle3cli import __version__
+from eagle3cli.cli import data as data_commands
+from eagle3cli.cli import inspect as inspect_commands
+from eagle3cli.cli.errors import report_errors
+
+app = typer.Typer(
+    name="eagle3",
+    help="EAGLE-3 speculative decoding: regenerate data, dump target hidden states, train drafts, benchmark.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and validate chat datasets.", no_args_is_help=True)
+data_app.command("check")(report_errors(data_commands.check))
+app.add_typer(data_app, name="data")
+app.command("inspect")(report_errors(inspect_commands.inspect))
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"eagle3 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """EAGLE-3 speculative decoding toolkit."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
