@@ -1,0 +1,1 @@
+"""Conversation data: the canonical record, readers for chat dataset formats."""
