@@ -1,0 +1,112 @@
+"""``data check``: read a dataset, tokenise it with the chat template, report what the draft
+will be trained on (records, lengths, loss-mask coverage, truncation)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eagle3cli.config import DataCheckConfig
+
+
+@dataclass(frozen=True)
+class MaskedSample:
+    """One tokenised sample kept for display: its text as runs of equal loss mask."""
+
+    record_id: str
+    segments: list[tuple[str, bool]]
+
+
+@dataclass
+class DataCheckReport:
+    """Counts and distributions over the checked records."""
+
+    num_read: int = 0
+    num_skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    num_truncated: int = 0
+    num_without_loss_tokens: int = 0
+    num_tokens: int = 0
+    num_loss_tokens: int = 0
+    lengths: list[int] = field(default_factory=list)
+    samples: list[MaskedSample] = field(default_factory=list)
+
+    @property
+    def loss_fraction(self) -> float:
+        return self.num_loss_tokens / self.num_tokens if self.num_tokens else 0.0
+
+    def length_percentiles(self, quantiles: tuple[float, ...] = (0.5, 0.9, 0.99, 1.0)) -> dict[str, int]:
+        """Nearest-rank percentiles of the token lengths (``p100`` is the maximum)."""
+        ordered = sorted(self.lengths)
+        if not ordered:
+            return {f"p{round(q * 100)}": 0 for q in quantiles}
+        return {f"p{round(q * 100)}": ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in quantiles}
+
+
+def check_dataset(
+    config: DataCheckConfig,
+    *,
+    tokenizer: Any | None = None,
+    on_record: Callable[[int], None] | None = None,
+) -> DataCheckReport:
+    """Tokenise every record of ``config.data`` and collect a :class:`DataCheckReport`.
+
+    ``on_record(num_tokens)`` is called after each record (the CLI drives a progress bar).
+    """
+    from eagle3cli.chat_template import tokenize_conversation, validate_template
+    from eagle3cli.data.readers import read_conversations
+    from eagle3cli.hub import load_tokenizer
+
+    if tokenizer is None:
+        tokenizer = load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
+    validate_template(tokenizer, config.chat_template)
+    reader = read_conversations(
+        config.data,
+        data_format=config.format,
+        on_bad_record=config.on_bad_record,
+        require_assistant=True,
+        num_samples=config.num_samples,
+    )
+    report = DataCheckReport()
+    for _, conversation in reader:
+        sample = tokenize_conversation(
+            tokenizer,
+            conversation,
+            template=config.chat_template,
+            max_length=config.max_length,
+            enable_thinking=config.enable_thinking,
+            system_prompt=config.system_prompt,
+        )
+        add_sample(report, conversation.id, sample, tokenizer, keep=len(report.samples) < config.show)
+        if on_record is not None:
+            on_record(len(sample.input_ids))
+    report.num_read = reader.stats.num_read
+    report.num_skipped = reader.stats.num_skipped
+    report.skipped_by_reason = dict(reader.stats.skipped_by_reason)
+    return report
+
+
+def add_sample(report: DataCheckReport, record_id: str, sample: Any, tokenizer: Any, *, keep: bool) -> None:
+    """Fold one tokenised sample into the report (and keep it for display if asked)."""
+    num_loss = sum(sample.loss_mask)
+    report.lengths.append(len(sample.input_ids))
+    report.num_tokens += len(sample.input_ids)
+    report.num_loss_tokens += num_loss
+    report.num_truncated += int(sample.truncated)
+    report.num_without_loss_tokens += int(num_loss == 0)
+    if keep:
+        report.samples.append(MaskedSample(record_id, masked_segments(sample.input_ids, sample.loss_mask, tokenizer)))
+
+
+def masked_segments(input_ids: list[int], loss_mask: list[int], tokenizer: Any) -> list[tuple[str, bool]]:
+    """Decode runs of tokens with the same mask value together (so multi-byte characters
+    split across tokens decode whole)."""
+    segments: list[tuple[str, bool]] = []
+    start = 0
+    for end in range(1, len(input_ids) + 1):
+        if end == len(input_ids) or loss_mask[end] != loss_mask[start]:
+            segments.append((tokenizer.decode(input_ids[start:end]), bool(loss_mask[start])))
+            start = end
+    return segments
