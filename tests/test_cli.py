@@ -20,7 +20,7 @@ runner = CliRunner()
 def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("data",):
+    for command in ("data", "inspect"):
         assert command in result.output
     assert "--install-completion" in result.output
 

@@ -9,6 +9,7 @@ import typer
 
 from eagle3cli import __version__
 from eagle3cli.cli import data as data_commands
+from eagle3cli.cli import inspect as inspect_commands
 from eagle3cli.cli.errors import report_errors
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and validate chat datasets.", no_args_is_help=True)
 data_app.command("check")(report_errors(data_commands.check))
 app.add_typer(data_app, name="data")
+app.command("inspect")(report_errors(inspect_commands.inspect))
 
 
 def show_version(value: bool) -> None:

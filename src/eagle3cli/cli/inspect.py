@@ -1,0 +1,67 @@
+"""``eagle3 inspect DRAFT_DIR``: validate a draft checkpoint and print its summary.
+
+The checks live in :func:`eagle3cli.draft.checkpoint.inspect_checkpoint`; this command only
+prints: a table on stdout when the checkpoint is valid, else one line per problem on stderr
+and exit code 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from eagle3cli.cli.errors import stderr
+
+if TYPE_CHECKING:
+    from eagle3cli.draft.checkpoint import CheckpointReport
+
+
+def inspect(
+    draft_dir: Annotated[Path, typer.Argument(help="Draft checkpoint folder (config.json + model.safetensors).")],
+    target_model: Annotated[
+        Optional[str],
+        typer.Option("--target-model", help="Target folder or hub id: also check sizes, vocabulary and layer ids against it."),
+    ] = None,
+) -> None:
+    """Check a draft checkpoint as vLLM and SGLang would load it, and summarise it."""
+    from eagle3cli.draft.checkpoint import inspect_checkpoint
+    from eagle3cli.draft.derive import read_target_config
+
+    target_config = read_target_config(target_model) if target_model is not None else None
+    report = inspect_checkpoint(draft_dir, target_config=target_config)
+    if report.problems:
+        count = len(report.problems)
+        stderr.print(f"[red]invalid draft checkpoint {escape(str(draft_dir))} ({count} problem{'s' * (count != 1)}):[/red]")
+        for problem in report.problems:
+            stderr.print(f"- {escape(problem)}")
+        raise typer.Exit(code=1)
+    Console(soft_wrap=True).print(summary_table(report, target_model))
+
+
+def summary_table(report: CheckpointReport, target_model: str | None) -> Table:
+    """Parameters, vocabularies, sizes and capture layers in both numberings."""
+    config = report.config
+    assert config is not None  # a report without problems has a config
+    table = Table(title=f"EAGLE-3 draft {report.directory}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = {
+        "parameters": f"{report.num_parameters:,}",
+        "weights dtype": report.dtypes["fc.weight"],
+        "embed_tokens": "included" if report.has_embed else "omitted (the target's is used)",
+        "vocab / draft vocab": f"{config.vocab_size} / {config.draft_vocab_size}",
+        "hidden / target hidden": f"{config.hidden_size} / {config.target_hidden_size}",
+        "heads / kv heads / head dim": f"{config.num_attention_heads} / {config.num_key_value_heads} / {config.head_dim}",
+        "intermediate size": str(config.intermediate_size),
+        "capture layers (vLLM)": ", ".join(map(str, config.aux_layer_ids)),
+        "capture layers (SGLang)": ", ".join(map(str, config.sglang_layer_ids)),
+        "target check": "passed" if target_model else "not run (pass --target-model)",
+    }
+    for name, value in rows.items():
+        table.add_row(name, escape(value))
+    return table

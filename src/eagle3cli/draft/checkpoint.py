@@ -1,0 +1,247 @@
+"""The draft checkpoint: ``model.safetensors`` + ``config.json``, as vLLM and SGLang load it.
+
+The key set and shapes below are the contract (DESIGN "Draft checkpoint"). Engines load a
+missing weight as uninitialised memory and a missing ``d2t`` as zero offsets without a word,
+so saving refuses any missing or unknown key, and loading / :func:`inspect_checkpoint` check
+keys, shapes, dtypes, the vocabulary map and the config before anything runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eagle3cli.draft.config import DraftConfig
+from eagle3cli.draft.config_json import parse_draft_config, read_draft_config, read_json, write_draft_config
+from eagle3cli.draft.derive import draft_target_problems
+from eagle3cli.draft.model import Eagle3DraftModel
+from eagle3cli.draft.vocab import dtype_name, vocab_map_problems
+from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import atomic_write
+from eagle3cli.target_weights import suggest_key
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+EMBED_KEY = "embed_tokens.weight"
+VOCAB_MAP_KEYS = ("d2t", "t2d")  # checked by ``vocab_map_problems`` (dtype, shape, values)
+
+
+def checkpoint_shapes(config: DraftConfig, *, include_embed: bool = False) -> dict[str, tuple[int, ...]]:
+    """Every checkpoint key and its shape, in file order (``embed_tokens.weight`` only if asked)."""
+    hidden, inputs = config.hidden_size, 2 * config.hidden_size  # q/k/v read embedding ⊕ hidden
+    query = config.num_attention_heads * config.head_dim
+    key_value = config.num_key_value_heads * config.head_dim
+    intermediate = config.intermediate_size
+    shapes = {
+        "fc.weight": (hidden, 3 * config.target_hidden_size),
+        "midlayer.input_layernorm.weight": (hidden,),
+        "midlayer.hidden_norm.weight": (hidden,),
+        "midlayer.self_attn.q_proj.weight": (query, inputs),
+        "midlayer.self_attn.k_proj.weight": (key_value, inputs),
+        "midlayer.self_attn.v_proj.weight": (key_value, inputs),
+        "midlayer.self_attn.o_proj.weight": (hidden, query),
+        "midlayer.post_attention_layernorm.weight": (hidden,),
+        "midlayer.mlp.gate_proj.weight": (intermediate, hidden),
+        "midlayer.mlp.up_proj.weight": (intermediate, hidden),
+        "midlayer.mlp.down_proj.weight": (hidden, intermediate),
+        "norm.weight": (hidden,),
+        "lm_head.weight": (config.draft_vocab_size, hidden),
+        "d2t": (config.draft_vocab_size,),
+        "t2d": (config.vocab_size,),
+    }
+    if include_embed:
+        shapes[EMBED_KEY] = (config.vocab_size, hidden)
+    return shapes
+
+
+def _placeholder_config() -> DraftConfig:
+    sizes = dict.fromkeys(
+        ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+         "max_position_embeddings", "vocab_size", "draft_vocab_size", "target_hidden_size"),
+        1,
+    )
+    return DraftConfig(**sizes, rms_norm_eps=1e-6, rope_theta=1.0, aux_layer_ids=(1, 2, 3))
+
+
+# The key set does not depend on sizes, so any config names it (for key checks without a config).
+REQUIRED_KEYS = tuple(checkpoint_shapes(_placeholder_config()))
+
+
+def key_problems(keys: list[str]) -> list[str]:
+    """Missing required keys, then unknown keys (with the likely intended name)."""
+    allowed = [*REQUIRED_KEYS, EMBED_KEY]
+    missing = [key for key in REQUIRED_KEYS if key not in keys]
+    problems = [f"missing tensor '{key}'" for key in missing]
+    for key in sorted(set(keys) - set(allowed)):
+        suggestion = suggest_key(key, missing) or suggest_key(key, allowed)
+        problems.append(f"unknown tensor '{key}'" + (f" (did you mean '{suggestion}'?)" if suggestion else ""))
+    return problems
+
+
+def tensor_problems(tensors: Mapping[str, torch.Tensor], config: DraftConfig | None) -> list[str]:
+    """Every problem of a checkpoint state dict: keys; with a config, shapes, dtypes, values and the vocab map."""
+    problems = key_problems(list(tensors))
+    if config is None:
+        return problems
+    for key, shape in checkpoint_shapes(config, include_embed=True).items():
+        if key in tensors and key not in VOCAB_MAP_KEYS:
+            problems += single_tensor_problems(key, tensors[key], shape)
+    if all(key in tensors for key in VOCAB_MAP_KEYS):
+        problems += vocab_map_problems(
+            tensors["d2t"], tensors["t2d"], vocab_size=config.vocab_size, draft_vocab_size=config.draft_vocab_size
+        )
+    return problems
+
+
+def single_tensor_problems(key: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> list[str]:
+    """Shape, floating dtype and finite values of one weight."""
+    problems = []
+    if tuple(tensor.shape) != shape:
+        problems.append(f"tensor '{key}' has shape {list(tensor.shape)}, expected {list(shape)}")
+    if not tensor.dtype.is_floating_point:
+        problems.append(f"tensor '{key}' has dtype {dtype_name(tensor.dtype)}, expected a floating-point dtype")
+    elif not bool(torch.isfinite(tensor).all()):
+        problems.append(f"tensor '{key}' holds NaN or infinite values")
+    return problems
+
+
+def save_checkpoint(directory: Path, state_dict: Mapping[str, torch.Tensor], config: DraftConfig) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (each atomically),
+    then read them back as the engines would.
+
+    Refuses (naming every problem) a state dict with a missing or unknown key, a wrong shape
+    or dtype, or an invalid vocabulary map. ``embed_tokens.weight`` is written if present.
+    """
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    problems = tensor_problems(state_dict, config)
+    if problems:
+        raise Eagle3Error(f"refusing to write a draft checkpoint to {directory}: " + "; ".join(problems))
+    order = list(checkpoint_shapes(config, include_embed=True))
+    tensors = {key: state_dict[key].detach().cpu().contiguous() for key in order if key in state_dict}
+    data = save(tensors, metadata={"format": "pt"})
+    atomic_write(directory / WEIGHTS_FILE, lambda handle: handle.write(data))
+    write_draft_config(directory / CONFIG_FILE, config)
+    problems = inspect_checkpoint(directory).problems
+    if problems:  # a bug in this module, not in the caller's data: the state dict was checked
+        raise Eagle3Error(f"draft checkpoint {directory} does not read back: " + "; ".join(problems))
+    return directory
+
+
+def save_draft_model(directory: Path, model: Eagle3DraftModel, *, save_embed: bool = False) -> Path:
+    """Save a draft model; its embedding (the target's) only with ``save_embed``."""
+    state_dict = model.state_dict()
+    if not save_embed:
+        del state_dict[EMBED_KEY]
+    return save_checkpoint(directory, state_dict, model.config)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, with a clear error when it is absent or unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise Eagle3Error(f"{path} does not exist", hint="a draft checkpoint folder holds config.json and model.safetensors")
+    try:
+        return load_file(path)
+    except SafetensorError as error:
+        raise Eagle3Error(f"{path} is not a readable safetensors file: {error}") from error
+
+
+def load_checkpoint(directory: Path, *, embed_tokens: torch.Tensor | None = None) -> Eagle3DraftModel:
+    """Load and check a draft checkpoint; the model comes back in float32 with d2t/t2d installed.
+
+    The embedding is the checkpoint's when it has one, else ``embed_tokens`` (the target's,
+    see :func:`eagle3cli.target_weights.read_embed_tokens`); with neither it stays unset (a
+    warning says so) and must be installed before use.
+    """
+    directory = Path(directory)
+    config = read_draft_config(directory / CONFIG_FILE)
+    tensors = read_weights(directory / WEIGHTS_FILE)
+    problems = tensor_problems(tensors, config)
+    if problems:
+        raise Eagle3Error(f"invalid draft checkpoint {directory}: " + "; ".join(problems))
+    model = Eagle3DraftModel(config)
+    # Loads d2t/t2d too (persistent buffers); the key set was checked above, embed may be absent.
+    model.load_state_dict(tensors, strict=False)
+    if EMBED_KEY not in tensors:
+        install_embedding(model, embed_tokens, directory)
+    return model.eval()
+
+
+def install_embedding(model: Eagle3DraftModel, embed_tokens: torch.Tensor | None, directory: Path) -> None:
+    if embed_tokens is None:
+        logger.warning("%s has no embed_tokens.weight; install the target's embedding before use", directory)
+        return
+    expected = (model.config.vocab_size, model.config.hidden_size)
+    if tuple(embed_tokens.shape) != expected:
+        raise Eagle3Error(f"the target embedding has shape {list(embed_tokens.shape)}, the draft needs {list(expected)}")
+    with torch.no_grad():
+        model.embed_tokens.weight.copy_(embed_tokens)
+
+
+@dataclass
+class CheckpointReport:
+    """What :func:`inspect_checkpoint` found: the config (if readable), tensor shapes, problems."""
+
+    directory: Path
+    config: DraftConfig | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def has_embed(self) -> bool:
+        return EMBED_KEY in self.shapes
+
+    @property
+    def num_parameters(self) -> int:
+        """Trained parameters: every weight but the (frozen, reused) embedding and the vocab map."""
+        excluded = {EMBED_KEY, *VOCAB_MAP_KEYS}
+        return sum(_numel(shape) for key, shape in self.shapes.items() if key not in excluded)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | None = None) -> CheckpointReport:
+    """Check a checkpoint folder as both engines would read it; never raises for a bad checkpoint.
+
+    With ``target_config`` (the target's ``config.json``) also checks sizes, vocabulary and
+    capture layers against the target.
+    """
+    report = CheckpointReport(directory=Path(directory))
+    report.config, report.problems = read_config_problems(report.directory / CONFIG_FILE)
+    try:
+        tensors = read_weights(report.directory / WEIGHTS_FILE)
+    except Eagle3Error as error:
+        report.problems.append(str(error))
+        return report
+    report.shapes = {key: tuple(tensor.shape) for key, tensor in tensors.items()}
+    report.dtypes = {key: dtype_name(tensor.dtype) for key, tensor in tensors.items()}
+    report.problems += tensor_problems(tensors, report.config)
+    if report.config is not None and target_config is not None:
+        report.problems += draft_target_problems(report.config, target_config, has_embed=report.has_embed)
+    return report
+
+
+def read_config_problems(path: Path) -> tuple[DraftConfig | None, list[str]]:
+    """The checkpoint config and its problems; an unreadable file is one problem."""
+    try:
+        data = read_json(path)
+    except Eagle3Error as error:
+        return None, [str(error)]
+    return parse_draft_config(data)
