@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from eagle3cli import __version__
+from eagle3cli.cli import convert as convert_commands
 from eagle3cli.cli import data as data_commands
 from eagle3cli.cli import inspect as inspect_commands
 from eagle3cli.cli.errors import report_errors
@@ -23,6 +24,7 @@ data_app = typer.Typer(help="Inspect and validate chat datasets.", no_args_is_he
 data_app.command("check")(report_errors(data_commands.check))
 app.add_typer(data_app, name="data")
 app.command("inspect")(report_errors(inspect_commands.inspect))
+app.command("convert-gguf")(report_errors(convert_commands.convert_gguf))
 
 
 def show_version(value: bool) -> None:
