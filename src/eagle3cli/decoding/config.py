@@ -1,0 +1,43 @@
+"""Decoding hyper-parameters (one frozen dataclass, shared by speculative and baseline decoding)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How to draft, verify and stop.
+
+    ``depth`` counts draft tokens on the longest root-to-leaf path, so a perfect chain draft
+    (``top_k = 1``) commits ``depth + 1`` tokens per target forward. (EAGLE's reference code
+    calls this ``depth + 1``: its ``depth`` counts expansions after the root top-k.)
+    ``temperature = 0`` is greedy decoding; ``top_p`` applies only when sampling.
+    """
+
+    total_token: int = 60
+    depth: int = 5
+    top_k: int = 10
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop_token_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        checks = {
+            "total_token must be at least 2 (the root and one draft token)": self.total_token >= 2,
+            "depth must be at least 1": self.depth >= 1,
+            "top_k must be at least 1": self.top_k >= 1,
+            "temperature must be >= 0": self.temperature >= 0,
+            "top_p must be in (0, 1]": 0 < self.top_p <= 1,
+            "max_new_tokens must be at least 1": self.max_new_tokens >= 1,
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError("; ".join(failed))
+        object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
+
+    @property
+    def greedy(self) -> bool:
+        """Whether decoding is greedy (``temperature == 0``)."""
+        return self.temperature == 0

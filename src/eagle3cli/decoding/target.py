@@ -1,0 +1,129 @@
+"""Adapter from a stock Hugging Face causal LM to the decoder's :class:`TargetModel`.
+
+- **Masks and positions.** Tree verification passes a 4D mask and explicit
+  ``position_ids`` to the unmodified model. The bool mask (True = attend) is turned into the
+  additive float form, which both the ``sdpa`` and ``eager`` attention paths accept as is.
+- **Capture.** The three capture layers (vLLM numbering: id ``k`` = the input of decoder
+  layer ``k``) are read with forward pre-hooks on ``model.model.layers[k]``, registered for
+  one forward and removed after it; ``output_hidden_states`` would keep every layer.
+- **Cache API.** transformers up to 5.19 takes ``past_key_values=`` and returns
+  ``out.past_key_values``; later versions take ``cache=`` and return ``out.cache``. The
+  keyword is read once from the forward signature. Compaction copies the kept positions in
+  place in each layer's ``keys``/``values`` and then calls ``crop(-k)`` (``crop`` with a
+  positive length raises in newer versions; a negative count works in all of them).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from eagle3cli.decoding.state import TargetOutput
+from eagle3cli.errors import Eagle3Error
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """``"cache"`` or ``"past_key_values"``: the name this transformers version uses."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool mask (True = attend) → float mask (0 = attend, dtype minimum = masked)."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+def _decoder_layers(model: nn.Module) -> nn.ModuleList:
+    base = getattr(model, "model", None)
+    layers = getattr(base, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise Eagle3Error(
+            f"{type(model).__name__} has no model.model.layers",
+            hint="the decoder supports decoder-only causal LMs laid out like Llama/Qwen3/HunYuan",
+        )
+    return layers
+
+
+class HFTarget:
+    """A stock HF causal LM seen as a :class:`~eagle3cli.decoding.state.TargetModel`."""
+
+    def __init__(self, model: nn.Module, aux_layer_ids: Sequence[int]) -> None:
+        layers = _decoder_layers(model)
+        bad = [k for k in aux_layer_ids if not 0 <= k < len(layers)]
+        if bad:
+            raise Eagle3Error(
+                f"capture layer ids {bad} are outside 0..{len(layers) - 1}",
+                hint="ids are vLLM numbering (input of decoder layer k); check the draft config",
+            )
+        self.model = model
+        self.aux_layer_ids = tuple(aux_layer_ids)
+        self.cache_keyword = cache_keyword(model)
+        self._layers = layers
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: Any,
+        *,
+        last_logits_only: bool = False,
+    ) -> TargetOutput:
+        """Run the model over ``input_ids [1, T]``; capture ``aux_hidden [1, T, 3 * Ht]``."""
+        captured: dict[int, torch.Tensor] = {}
+        handles = [self._capture(layer_id, captured) for layer_id in set(self.aux_layer_ids)]
+        try:
+            out = self.model(
+                input_ids=input_ids,
+                position_ids=position_ids,
+                attention_mask=None if mask is None else additive_mask(mask, self.dtype),
+                use_cache=True,
+                logits_to_keep=1 if last_logits_only else 0,
+                **{self.cache_keyword: cache},
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+        aux_hidden = torch.cat([captured[k] for k in self.aux_layer_ids], dim=-1)
+        return TargetOutput(out.logits, aux_hidden, getattr(out, self.cache_keyword))
+
+    def _capture(self, layer_id: int, captured: dict[int, torch.Tensor]) -> Any:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured[layer_id] = args[0] if args else kwargs["hidden_states"]
+
+        return self._layers[layer_id].register_forward_pre_hook(hook, with_kwargs=True)
+
+    def keep(self, cache: Any, start: int, positions: torch.Tensor) -> Any:
+        """Keep ``[:start]`` plus ``positions`` (ascending, ``>= start``) in every layer."""
+        length = cache.get_seq_length()
+        kept = positions.numel()
+        for layer in cache.layers:
+            _check_full_attention(layer)
+            layer.keys[..., start : start + kept, :] = layer.keys[..., positions, :]
+            layer.values[..., start : start + kept, :] = layer.values[..., positions, :]
+        return self.crop(cache, start + kept) if length > start + kept else cache
+
+    def crop(self, cache: Any, length: int) -> Any:
+        """Keep the first ``length`` positions (``None`` stays ``None``)."""
+        if cache is None:
+            return None
+        excess = cache.get_seq_length() - length
+        if excess > 0:
+            cache.crop(-excess)
+        return cache
+
+
+def _check_full_attention(layer: Any) -> None:
+    if getattr(layer, "is_sliding", False):
+        raise Eagle3Error(
+            "the target uses sliding-window attention, whose cache cannot be compacted by position",
+            hint="disable sliding windows in the target config for speculative decoding",
+        )

@@ -1,0 +1,216 @@
+"""EAGLE-2 dynamic draft trees: drafting and the buffers verification needs.
+
+Node 0 is the root — the pending token, already chosen by the target. Every other node is a
+draft token; node order puts each parent before its children and, among siblings, the
+more probable first (sibling order is the order stochastic verification tries them).
+
+Drafting (``depth`` levels, ``top_k`` wide):
+
+1. The root's draft distribution gives ``top_k`` level-1 candidates, scored by log-prob.
+2. Each of the ``depth - 1`` expansions runs the draft on the current frontier (``top_k``
+   nodes, one batch, tree-masked), takes each node's ``top_k`` children scored by
+   cumulative log-prob, records all ``top_k²`` as candidates and keeps the global top
+   ``top_k`` as the next frontier.
+3. The best ``total_token - 1`` candidates form the tree. A child never outscores its
+   parent and ties are broken towards the earlier candidate, so the chosen set always
+   contains each chosen node's parent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from eagle3cli.decoding.config import DecodingConfig
+from eagle3cli.decoding.state import DraftModel, draft_forward
+from eagle3cli.draft.attention import DraftKVCache
+
+
+@dataclass(frozen=True)
+class DraftTree:
+    """Tree buffers. ``N`` nodes, ``P`` root-to-leaf paths, at most ``D`` draft levels.
+
+    ``tokens [N]`` target ids; ``parents [N]`` (-1 for the root); ``scores [N]`` cumulative
+    draft log-probs (0 for the root); ``depths [N]`` (0 for the root; the node sits
+    ``depth`` positions after the root); ``mask [N, N]`` bool,
+    ``mask[i, j]`` iff ``j`` is ``i`` or an ancestor of ``i``; ``paths [P, D + 1]`` node
+    indices root→leaf padded with -1 (EAGLE's retrieve indices).
+    """
+
+    tokens: torch.Tensor
+    parents: torch.Tensor
+    scores: torch.Tensor
+    depths: torch.Tensor
+    mask: torch.Tensor
+    paths: torch.Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        return self.tokens.numel()
+
+    def children(self) -> list[list[int]]:
+        """Each node's children, in node order (host lists, for sequential verification)."""
+        children: list[list[int]] = [[] for _ in range(self.num_nodes)]
+        for node, parent in enumerate(self.parents.tolist()):
+            if parent >= 0:
+                children[parent].append(node)
+        return children
+
+
+def build_tree(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, max_depth: int) -> DraftTree:
+    """Tree buffers from ``tokens/parents/scores [N]`` (parents precede children; no node
+    deeper than ``max_depth``)."""
+    num_nodes = tokens.numel()
+    device = tokens.device
+    mask = torch.eye(num_nodes, dtype=torch.bool, device=device)
+    depths = torch.zeros(num_nodes, dtype=torch.long, device=device)
+    ancestor = parents.clone()
+    # 1. Pointer jumping: after ``d`` rounds every ancestor up to ``d`` levels is marked.
+    for _ in range(max_depth):
+        valid = ancestor >= 0  # [N]
+        mask |= F.one_hot(ancestor.clamp(min=0), num_nodes).bool() & valid[:, None]
+        depths += valid.long()
+        ancestor = torch.where(valid, parents[ancestor.clamp(min=0)], ancestor)
+    # 2. Paths: a leaf's row of the mask lists its ancestors; the depth orders them.
+    is_leaf = torch.ones(num_nodes, dtype=torch.bool, device=device)
+    is_leaf[parents[parents >= 0]] = False
+    leaves = is_leaf.nonzero().squeeze(1)  # [P]
+    paths = torch.full((leaves.numel(), max_depth + 1), -1, dtype=torch.long, device=device)
+    rows, nodes = mask[leaves].nonzero(as_tuple=True)
+    paths[rows, depths[nodes]] = nodes
+    return DraftTree(tokens, parents, scores, depths, mask, paths)
+
+
+def tree_attention_mask(tree_mask: torch.Tensor, prefix_length: int) -> torch.Tensor:
+    """``[N, N]`` tree mask → ``[1, 1, N, prefix_length + N]``: the whole prefix plus ancestors."""
+    prefix = torch.ones(tree_mask.shape[0], prefix_length, dtype=torch.bool, device=tree_mask.device)
+    return torch.cat([prefix, tree_mask], dim=1)[None, None]
+
+
+@dataclass
+class _Candidates:
+    """All scored candidates, flat in creation order (parents before children)."""
+
+    tokens: list[torch.Tensor]
+    scores: list[torch.Tensor]
+    parents: list[torch.Tensor]
+    count: int = 0
+
+    def add(self, tokens: torch.Tensor, scores: torch.Tensor, parents: torch.Tensor) -> int:
+        """Append a batch; return the flat index of its first entry."""
+        first = self.count
+        self.tokens.append(tokens.reshape(-1))
+        self.scores.append(scores.reshape(-1))
+        self.parents.append(parents.reshape(-1))
+        self.count += tokens.numel()
+        return first
+
+
+@dataclass
+class _Frontier:
+    """The nodes expanded next: ``tokens/scores/indices [k]``, ``hidden [1, k, H]`` (their
+    parents' layer outputs), ``mask [k, tree entries so far + k]``, at draft level ``level``."""
+
+    tokens: torch.Tensor
+    scores: torch.Tensor
+    indices: torch.Tensor
+    hidden: torch.Tensor
+    mask: torch.Tensor
+    level: int
+
+
+def _draft_log_probs(draft: DraftModel, hidden: torch.Tensor) -> torch.Tensor:
+    """Layer outputs ``[1, T, H]`` → draft-vocabulary log-probs ``[T, draft_vocab]`` (fp32)."""
+    return torch.log_softmax(draft.logits(hidden)[0].float(), dim=-1)
+
+
+def _expand(
+    draft: DraftModel,
+    cache: DraftKVCache,
+    frontier: _Frontier,
+    candidates: _Candidates,
+    prefix_length: int,
+    top_k: int,
+) -> _Frontier:
+    """One expansion: run the frontier, score its children, keep the global top-k."""
+    mask = tree_attention_mask(frontier.mask, prefix_length)  # [1, 1, k, prefix + tree]
+    positions = torch.full_like(frontier.tokens, prefix_length + frontier.level - 1)[None]
+    out = draft_forward(draft, cache, frontier.tokens[None], frontier.hidden, positions, mask)  # [1, k, H]
+    child_scores, child_ids = _draft_log_probs(draft, out).topk(top_k, dim=-1)  # [k, k]
+    cumulative = frontier.scores[:, None] + child_scores  # [k, k]
+    child_tokens = draft.to_target_ids(child_ids)
+    first = candidates.add(child_tokens, cumulative, frontier.indices[:, None].expand(-1, top_k))
+    scores, best = cumulative.reshape(-1).topk(top_k)  # [k]
+    rows = best // top_k
+    eye = torch.eye(top_k, dtype=torch.bool, device=best.device)
+    return _Frontier(
+        tokens=child_tokens.reshape(-1)[best],
+        scores=scores,
+        indices=first + best,
+        hidden=out[:, rows],
+        mask=torch.cat([frontier.mask[rows], eye], dim=1),
+        level=frontier.level + 1,
+    )
+
+
+def _root_frontier(
+    draft: DraftModel, root_hidden: torch.Tensor, candidates: _Candidates, top_k: int
+) -> _Frontier:
+    """Step 1: the root's top-k become the level-1 candidates and the first frontier."""
+    log_probs = _draft_log_probs(draft, root_hidden)[-1]  # [draft_vocab]
+    if top_k > log_probs.numel():
+        raise ValueError(f"top_k {top_k} exceeds the draft vocabulary ({log_probs.numel()} tokens)")
+    scores, ids = log_probs.topk(top_k)  # [k]
+    tokens = draft.to_target_ids(ids)
+    no_parent = torch.full_like(ids, -1)
+    first = candidates.add(tokens, scores, no_parent)
+    eye = torch.eye(top_k, dtype=torch.bool, device=ids.device)
+    indices = first + torch.arange(top_k, device=ids.device)
+    hidden = root_hidden[:, -1:].expand(-1, top_k, -1)  # [1, k, H]
+    return _Frontier(tokens, scores, indices, hidden, eye, level=1)
+
+
+def _select(candidates: _Candidates, root_token: torch.Tensor, config: DecodingConfig) -> DraftTree:
+    """Step 3: the best ``total_token - 1`` candidates, in creation order, as a tree."""
+    scores = torch.cat(candidates.scores)  # [C]
+    num_chosen = min(config.total_token - 1, scores.numel())
+    ranked = torch.sort(scores, descending=True, stable=True).indices[:num_chosen]
+    chosen = ranked.sort().values  # creation order: parents first
+    node_of = torch.zeros_like(scores, dtype=torch.long)
+    node_of[chosen] = torch.arange(1, num_chosen + 1, device=scores.device)
+    flat_parents = torch.cat(candidates.parents)[chosen]
+    parents = torch.where(flat_parents >= 0, node_of[flat_parents.clamp(min=0)], 0)
+    tokens = torch.cat([root_token.reshape(1), torch.cat(candidates.tokens)[chosen]])
+    parents = torch.cat([parents.new_full((1,), -1), parents])
+    scores = torch.cat([scores.new_zeros(1), scores[chosen]])
+    return build_tree(tokens, parents, scores, config.depth)
+
+
+@torch.no_grad()
+def draft_tree(
+    draft: DraftModel,
+    cache: DraftKVCache,
+    root_hidden: torch.Tensor,
+    root_token: torch.Tensor,
+    config: DecodingConfig,
+) -> DraftTree:
+    """Draft an EAGLE-2 dynamic tree under ``root_token`` (the pending target token).
+
+    ``root_hidden [1, 1, H]`` is the draft layer's output at the last cached position (it
+    predicts the token after ``root_token``). The cache gets the tree's entries during
+    drafting and is truncated back to its prefix before returning.
+    """
+    prefix_length = cache.length
+    candidates = _Candidates([], [], [])
+    frontier = _root_frontier(draft, root_hidden, candidates, config.top_k)
+    for _ in range(config.depth - 1):
+        frontier = _expand(draft, cache, frontier, candidates, prefix_length, config.top_k)
+    cache.truncate(prefix_length)
+    return _select(candidates, root_token, config)
+
+
+def tree_cache_capacity(config: DecodingConfig) -> int:
+    """Draft cache positions one tree needs beyond the prefix."""
+    return (config.depth - 1) * config.top_k

@@ -1,0 +1,103 @@
+"""T = 0: speculative output equals the target's greedy output token for token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from builders.models import FAMILIES, build_tiny_target
+from builders.decoding import single_thread, OracleDraft, echo_target_and_draft, naive_greedy, prompt, random_draft
+from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
+from eagle3cli.decoding.target import HFTarget
+
+VOCAB = 96
+TREE = dict(top_k=4, depth=4, total_token=16)
+CHAIN = dict(top_k=1, depth=4)
+DEFAULT = dict()  # total_token 60, depth 5, top_k 10
+
+
+def _models(family: str, draft_kind: str):
+    if draft_kind == "echo":
+        model, draft = echo_target_and_draft(family, VOCAB)
+    else:
+        model = build_tiny_target(family, VOCAB)
+        draft = random_draft(model, 48)
+    return model, draft, HFTarget(model, draft.config.aux_layer_ids)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("draft_kind", ["random", "echo"])
+@pytest.mark.parametrize("shape", [TREE, CHAIN, DEFAULT], ids=["tree", "chain", "default"])
+def test_speculative_equals_baseline_greedy(family, draft_kind, shape):
+    model, draft, target = _models(family, draft_kind)
+    config = DecodingConfig(max_new_tokens=30, **shape)
+    for seed, length in [(0, 5), (1, 17), (2, 1)]:
+        input_ids = prompt(seed, length, VOCAB)
+        expected = baseline_generate(target, input_ids, config).tokens
+        result = speculative_generate(target, draft, input_ids, config)
+        assert result.tokens.tolist() == expected.tolist()
+        assert result.stats.num_new_tokens == 30
+        assert result.stats.num_target_forwards == 1 + len(result.stats.accept_lengths)
+
+
+def test_baseline_equals_full_recomputation():
+    model = build_tiny_target("qwen3", VOCAB)
+    target = HFTarget(model, (1, 2, 3))
+    input_ids = prompt(3, 11, VOCAB)
+    result = baseline_generate(target, input_ids, DecodingConfig(max_new_tokens=20))
+    assert result.tokens.tolist() == naive_greedy(model, input_ids, 20).tolist()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stops_exactly_at_stop_tokens(family):
+    """The output ends at the first stop token the target produces, even mid-path."""
+    model, draft, target = _models(family, "echo")
+    input_ids = prompt(4, 7, VOCAB)
+    free = baseline_generate(target, input_ids, DecodingConfig(max_new_tokens=40)).tokens.tolist()
+    for cut in (0, 3, 9, 20):
+        stop = free[cut]
+        config = DecodingConfig(max_new_tokens=40, stop_token_ids=(stop, VOCAB + 5), **TREE)
+        result = speculative_generate(target, draft, input_ids, config)
+        assert result.tokens.tolist() == free[: free.index(stop) + 1]
+        assert result.tokens.tolist() == baseline_generate(target, input_ids, config).tokens.tolist()
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 2, 7, 23])
+def test_max_new_tokens_is_exact(max_new_tokens):
+    model, draft, target = _models("llama", "echo")
+    config = DecodingConfig(max_new_tokens=max_new_tokens, **TREE)
+    result = speculative_generate(target, draft, prompt(5, 6, VOCAB), config)
+    assert result.tokens.numel() == max_new_tokens
+    assert result.state.tokens.numel() == 6 + max_new_tokens
+
+
+def _oracle(family: str, input_ids: torch.Tensor, boost: float, length: int = 80):
+    model = build_tiny_target(family, VOCAB)
+    real = random_draft(model, VOCAB)
+    real.set_vocab_map(torch.zeros(VOCAB, dtype=torch.long), torch.ones(VOCAB, dtype=torch.bool))
+    sequence = torch.cat([input_ids, naive_greedy(model, input_ids, length)])
+    return model, OracleDraft(real, sequence, boost), HFTarget(model, real.config.aux_layer_ids), sequence
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("depth", [1, 3, 5])
+def test_perfect_chain_draft_accepts_depth_plus_one(family, depth):
+    """A draft proposing exactly the target's greedy continuation: τ = depth + 1."""
+    input_ids = prompt(6, 8, VOCAB)
+    _, draft, target, sequence = _oracle(family, input_ids, boost=100.0)
+    config = DecodingConfig(top_k=1, depth=depth, max_new_tokens=1 + 6 * (depth + 1))
+    result = speculative_generate(target, draft, input_ids, config)
+    assert result.stats.accept_lengths == [depth + 1] * 6
+    assert result.tokens.tolist() == sequence[8 : 8 + config.max_new_tokens].tolist()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_noisy_oracle_tree_walks_deep_paths(family):
+    """The true continuation is often a lower-ranked sibling: accepted paths run through
+    arbitrary tree nodes, and the output still equals greedy decoding."""
+    input_ids = prompt(7, 8, VOCAB)
+    model, draft, target, sequence = _oracle(family, input_ids, boost=2.5)
+    config = DecodingConfig(top_k=4, depth=5, total_token=30, max_new_tokens=60)
+    result = speculative_generate(target, draft, input_ids, config)
+    assert result.tokens.tolist() == sequence[8:68].tolist()
+    assert result.stats.mean_accept_length > 2.0

@@ -1,0 +1,147 @@
+"""Verification rules, on hand-made trees and fixed-logit (Markov) fake target/draft models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from builders.decoding import MarkovDraft, MarkovTarget, single_thread  # noqa: F401
+from eagle3cli.decoding import DecodingConfig, speculative_generate
+from eagle3cli.decoding.tree import build_tree
+from eagle3cli.decoding.verify import greedy_verify, sampling_probs, try_proposal
+
+V = 8
+NEXT = (torch.arange(V) + 3) % V  # the token the fakes favour after each token
+NEVER = -1e4  # a logit whose probability is exactly 0 in float32
+
+
+def _tree(tokens, parents):
+    depth = 0
+    for node, parent in enumerate(parents):
+        hops, ancestor = 0, parent
+        while ancestor >= 0:
+            hops, ancestor = hops + 1, parents[ancestor]
+        depth = max(depth, hops)
+    return build_tree(torch.tensor(tokens), torch.tensor(parents), torch.zeros(len(tokens)), depth)
+
+
+def _one_hot_logits(predictions, vocab=V):
+    logits = torch.zeros(len(predictions), vocab)
+    logits[torch.arange(len(predictions)), torch.tensor(predictions)] = 5.0
+    return logits
+
+
+def test_greedy_verify_takes_the_longest_matching_path_and_the_bonus():
+    tree = _tree([0, 1, 2, 3, 4], [-1, 0, 0, 2, 2])  # root → {1, 2}; 2 → {3, 4}
+    nodes, bonus = greedy_verify(tree, _one_hot_logits([2, 7, 4, 7, 6]))
+    assert nodes.tolist() == [0, 2, 4] and int(bonus) == 6
+    nodes, bonus = greedy_verify(tree, _one_hot_logits([5, 7, 4, 7, 6]))
+    assert nodes.tolist() == [0] and int(bonus) == 5
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    torch.testing.assert_close(sampling_probs(logits, 1.0, 0.8), torch.tensor([0.625, 0.375, 0.0, 0.0]))
+    assert (sampling_probs(logits, 1.0, 0.81) > 0).sum() == 3
+    assert (sampling_probs(logits, 1.0, 0.01) > 0).sum() == 1
+    torch.testing.assert_close(sampling_probs(logits, 1.0, 1.0), torch.tensor([0.5, 0.3, 0.15, 0.05]))
+
+
+def test_sibling_rejection_sampling_reproduces_the_target_distribution():
+    """Siblings 3 then 2, then the residual: every outcome has exactly the target's
+    probability, and sibling 2 is accepted with p(2) / (1 - p(3)) after 3 is rejected."""
+    target = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    generator = torch.Generator().manual_seed(0)
+    draws = 20000
+    counts = torch.zeros(4)
+    for _ in range(draws):
+        probs = target.clone()
+        for token in (3, 2):
+            accepted, probs = try_proposal(probs, token, generator)
+            if accepted:
+                counts[token] += 1
+                break
+        else:
+            counts[torch.multinomial(probs, 1, generator=generator)] += 1
+    frequencies = counts / draws
+    tolerance = 4 * math.sqrt(0.25 / draws)
+    assert torch.allclose(frequencies, target, atol=tolerance)
+
+
+def _markov_pair(target_logits: torch.Tensor, draft_logits: torch.Tensor):
+    return MarkovTarget(target_logits), MarkovDraft(draft_logits)
+
+
+def _peaked(rows: torch.Tensor, boost: float = 8.0, seed: int = 0) -> torch.Tensor:
+    """Random logits with ``rows[t]`` the clear favourite after ``t``."""
+    table = torch.randn(V, V, generator=torch.Generator().manual_seed(seed))
+    table[torch.arange(V), rows] += boost
+    return table
+
+
+@pytest.mark.parametrize("top_k, depth", [(1, 1), (1, 4), (3, 4), (2, 6)])
+def test_perfect_draft_at_temperature_zero(top_k, depth):
+    target, draft = _markov_pair(_peaked(NEXT), _peaked(NEXT))
+    config = DecodingConfig(top_k=top_k, depth=depth, total_token=40, max_new_tokens=1 + 5 * (depth + 1))
+    result = speculative_generate(target, draft, torch.tensor([1, 2]), config)
+    assert result.stats.accept_lengths == [depth + 1] * 5
+    expected = [2]
+    for _ in range(config.max_new_tokens):
+        expected.append(int(NEXT[expected[-1]]))
+    assert result.tokens.tolist() == expected[1:]
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_accept_all_when_the_target_is_certain_of_the_proposal(top_k):
+    certain = torch.full((V, V), NEVER)
+    certain[torch.arange(V), NEXT] = 0.0
+    target, draft = _markov_pair(certain, _peaked(NEXT, boost=4.0))
+    config = DecodingConfig(top_k=top_k, depth=4, total_token=30, temperature=0.8, max_new_tokens=26)
+    result = speculative_generate(target, draft, torch.tensor([5]), config, generator=torch.Generator().manual_seed(1))
+    assert result.stats.accept_lengths == [5] * 5
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_reject_all_when_the_target_never_samples_a_proposal(top_k):
+    """The draft's top-3 after ``t`` are NEXT[t] and the two after it; the target gives them
+    probability zero, so every step commits only the bonus token, never a proposal."""
+    proposals = torch.stack([(NEXT + offset) % V for offset in range(3)], dim=1)  # [V, 3]
+    draft_table = torch.zeros(V, V).scatter(1, proposals, torch.tensor([9.0, 8.0, 7.0]).expand(V, 3))
+    target_table = torch.randn(V, V, generator=torch.Generator().manual_seed(2)).scatter(
+        1, proposals, NEVER
+    )
+    target, draft = _markov_pair(target_table, draft_table)
+    config = DecodingConfig(top_k=top_k, depth=3, total_token=20, temperature=1.0, max_new_tokens=200)
+    result = speculative_generate(target, draft, torch.tensor([0]), config, generator=torch.Generator().manual_seed(3))
+    assert result.stats.accept_lengths == [1] * 199
+    sequence = [0] + result.tokens.tolist()
+    assert all(nxt not in proposals[cur].tolist() for cur, nxt in zip(sequence, sequence[1:]))
+
+
+def test_partial_acceptance_probability_is_min_one_p_over_q():
+    """Chain of one: the target gives the proposal p = 0.3 and the draft's own softmax gives
+    it 0.6. A top-k proposal is deterministic (q = 1 on it), so it must be accepted with
+    min(1, p / q) = p = 0.3 — not 0.5, which the draft's softmax would suggest — and a
+    rejection must resample from the residual: the other tokens, uniformly."""
+    target_table = torch.full((V, V), 0.1).scatter(1, NEXT[:, None], 0.3).log()
+    draft_table = torch.full((V, V), 0.4 / 7).scatter(1, NEXT[:, None], 0.6).log()
+    target, draft = _markov_pair(target_table, draft_table)
+    config = DecodingConfig(top_k=1, depth=1, temperature=1.0, max_new_tokens=3000)
+    result = speculative_generate(target, draft, torch.tensor([4]), config, generator=torch.Generator().manual_seed(4))
+    accepted = torch.tensor(result.stats.accept_lengths) == 2
+    steps = accepted.numel()
+    assert abs(accepted.float().mean().item() - 0.3) < 4 * math.sqrt(0.21 / steps)
+    # Residual: the bonus after a rejection, as an offset from the root token.
+    sequence = [4] + result.tokens.tolist()
+    position, offsets = 2, []  # sequence[1] came from the prompt forward, not a step
+    for length in result.stats.accept_lengths:
+        if length == 1:
+            offsets.append((sequence[position] - sequence[position - 1]) % V)
+        position += length
+    counts = torch.bincount(torch.tensor(offsets), minlength=V).float()
+    assert counts[3] == 0  # the rejected proposal is never the bonus
+    expected = counts.sum() / (V - 1)
+    chi_square = (((counts - expected) ** 2) / expected)[torch.arange(V) != 3].sum()
+    assert chi_square < 24.3  # χ²(6 dof) at p = 0.0005
