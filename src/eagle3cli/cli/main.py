@@ -11,11 +11,12 @@ from eagle3cli import __version__
 from eagle3cli.cli import convert as convert_commands
 from eagle3cli.cli import data as data_commands
 from eagle3cli.cli import inspect as inspect_commands
+from eagle3cli.cli import sample as sample_commands
+from eagle3cli.cli import serve as serve_commands
 from eagle3cli.cli.errors import report_errors
 
 app = typer.Typer(
     name="eagle3",
-    help="EAGLE-3 speculative decoding: regenerate data, dump target hidden states, train drafts, benchmark.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -25,6 +26,8 @@ data_app.command("check")(report_errors(data_commands.check))
 app.add_typer(data_app, name="data")
 app.command("inspect")(report_errors(inspect_commands.inspect))
 app.command("convert-gguf")(report_errors(convert_commands.convert_gguf))
+app.command("serve")(report_errors(serve_commands.serve))
+app.command("sample")(report_errors(sample_commands.sample))
 
 
 def show_version(value: bool) -> None:

@@ -1,0 +1,48 @@
+"""Inputs for ``eagle3 sample`` tests and readers of what it wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def sharegpt(index: int, *questions: str, system: str | None = None) -> dict[str, Any]:
+    """A ShareGPT record ``s{index}``: the questions, each with an old answer to be replaced."""
+    turns = [{"from": "system", "value": system}] if system else []
+    for question in questions or (f"question {index}",):
+        turns += [{"from": "human", "value": question}, {"from": "gpt", "value": "the dataset's old answer"}]
+    return {"id": f"s{index}", "conversations": turns}
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def shard_records(output_dir: Path) -> list[dict[str, Any]]:
+    """Every record of the finished shards, shards in name order."""
+    shards = sorted((output_dir / "shards").glob("shard-*.jsonl"))
+    return [json.loads(line) for shard in shards for line in shard.read_text().splitlines()]
+
+
+def num_written_records(shards: Path) -> int:
+    """Records journaled or in finished shards so far."""
+    files = [*shards.glob("*.partial"), *shards.glob("*.jsonl")]
+    return sum(len(path.read_bytes().splitlines()) for path in files)
+
+
+def wait_for_written_records(shards: Path, *, at_least: int, process: subprocess.Popen[Any], timeout_s: float) -> None:
+    """Wait until a running ``eagle3 sample`` has written ``at_least`` records."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if shards.exists() and num_written_records(shards) >= at_least:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"sample exited early: {process.communicate()[1]}")
+        time.sleep(0.01)
+    pytest.fail(f"sample wrote fewer than {at_least} records in {timeout_s:g} s")
