@@ -110,3 +110,46 @@ class ServeConfig(StageConfig):
     speculative_config: dict[str, Any] | None = Field(None, description='Passed to vLLM as --speculative-config, e.g. {"method": "eagle3", "model": DRAFT, "num_speculative_tokens": 3}.')
     ready_timeout_s: float = Field(1800.0, gt=0, description="Seconds to wait for every server to answer /v1/models.")
     extra_args: list[str] = Field(default_factory=list, description="More vLLM server arguments, passed through unchanged.")
+
+
+
+BenchMode = Literal["eagle", "baseline", "both"]
+BenchDtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class BenchConfig(StageConfig):
+    """``eagle3 bench``: speculative decoding against plain decoding (AngelSlim spec_benchmark flags)."""
+
+    base_model_path: str = Field(description="Target model directory or hub id.")
+    eagle_model_path: str | None = Field(None, description="Draft checkpoint directory or hub id (needed for eagle/both).")
+    model_id: str = Field(description="Name used in the answer file names and records.")
+    bench_name: str = Field("mt_bench", description="mt_bench, alpaca, gsm8k or humaneval (any name with --bench-data).")
+    bench_data: str | None = Field(None, description="A question.jsonl (question_id, category, turns); else the hub dataset of bench_name.")
+    mode: BenchMode = Field("both", description="eagle, baseline, or both on the same questions.")
+    output_dir: str = Field(description="Where answers, summary.json and the plot are written.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold (T > 0 only).")
+    max_new_token: int = Field(1024, gt=0, description="Most tokens generated per turn.")
+    total_token: int = Field(60, ge=2, description="Draft tree size: nodes verified per target forward (root included).")
+    depth: int = Field(5, ge=1, description="Draft tree depth: draft tokens on the longest path.")
+    top_k: int = Field(10, ge=1, description="Children expanded per node; 1 drafts a chain.")
+    num_gpus_per_model: int = Field(1, ge=1, description="GPUs one model is spread over.")
+    num_gpus_total: int = Field(1, ge=1, description="GPUs used in all; total/per-model workers share the questions.")
+    max_gpu_memory: str | None = Field(None, description="Memory cap per GPU when a model spans several (e.g. 70GiB).")
+    seed: int = Field(42, description="Random seed (question i uses seed + i).")
+    question_begin: int | None = Field(None, description="First question index (Python slice start).")
+    question_end: int | None = Field(None, description="Question index to stop before (Python slice end).")
+    no_metrics: bool = Field(False, description="Skip the PNG plot.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
+    dtype: BenchDtype = Field("auto", description="Model dtype; auto = bfloat16 on CUDA, float32 on CPU.")
+    chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own).")
+    system_prompt: str | None = Field(None, description="System prompt for every question; none otherwise.")
+    enable_thinking: bool = Field(False, description="Qwen3 thinking mode.")
+
+    @model_validator(mode="after")
+    def _draft_needed(self) -> "BenchConfig":
+        if self.mode != "baseline" and not self.eagle_model_path:
+            raise ValueError(f"--eagle-model-path is required for --mode {self.mode}")
+        if self.num_gpus_total % self.num_gpus_per_model:
+            raise ValueError("--num-gpus-total must be a multiple of --num-gpus-per-model")
+        return self

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from eagle3cli import __version__
+from eagle3cli.cli import bench as bench_commands
 from eagle3cli.cli import convert as convert_commands
 from eagle3cli.cli import data as data_commands
 from eagle3cli.cli import inspect as inspect_commands
@@ -26,6 +27,7 @@ data_app.command("check")(report_errors(data_commands.check))
 app.add_typer(data_app, name="data")
 app.command("inspect")(report_errors(inspect_commands.inspect))
 app.command("convert-gguf")(report_errors(convert_commands.convert_gguf))
+app.command("bench")(report_errors(bench_commands.bench))
 app.command("serve")(report_errors(serve_commands.serve))
 app.command("sample")(report_errors(sample_commands.sample))
 

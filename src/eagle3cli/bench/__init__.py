@@ -1,0 +1,1 @@
+"""``eagle3 bench``: speculative decoding against plain decoding on benchmark questions."""

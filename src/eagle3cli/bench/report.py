@@ -1,0 +1,137 @@
+"""Bench results: answer records, ``summary.json`` figures and the PNG plot.
+
+τ (acceptance length) is the mean number of tokens one target forward produced during
+speculative decoding (accepted draft tokens + the target's own bonus token). Per-position
+acceptance ``rate[i]`` is the fraction of decoding steps that accepted at least ``i + 1``
+draft tokens. Speed-up is eagle tokens/s over baseline tokens/s on the same questions.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eagle3cli.errors import Eagle3Error
+
+
+@dataclass
+class TurnResult:
+    """One answered turn: its text, token ids and decoding statistics."""
+
+    text: str
+    new_tokens: int
+    wall_time: float
+    accept_lengths: list[int] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class QuestionResult:
+    """All turns of one question in one mode."""
+
+    question_id: int | str
+    category: str
+    turns: list[TurnResult]
+
+    def answer_record(self, model_id: str) -> dict[str, Any]:
+        """The EAGLE/FastChat answer-file record."""
+        return {
+            "question_id": self.question_id,
+            "answer_id": uuid.uuid4().hex,
+            "model_id": model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "turns": [turn.text for turn in self.turns],
+                    "new_tokens": [turn.new_tokens for turn in self.turns],
+                    "wall_time": [turn.wall_time for turn in self.turns],
+                    "accept_lengths": [turn.accept_lengths for turn in self.turns],
+                    "token_ids": [turn.token_ids for turn in self.turns],
+                }
+            ],
+            "tstamp": time.time(),
+        }
+
+
+def mode_figures(results: Iterable[QuestionResult]) -> dict[str, Any]:
+    """Tokens, time, tokens/s and (when there are decoding steps) τ for one mode."""
+    turns = [turn for result in results for turn in result.turns]
+    new_tokens = sum(turn.new_tokens for turn in turns)
+    wall_time = sum(turn.wall_time for turn in turns)
+    steps = [length for turn in turns for length in turn.accept_lengths]
+    figures: dict[str, Any] = {
+        "num_turns": len(turns),
+        "new_tokens": new_tokens,
+        "wall_time": wall_time,
+        "tokens_per_second": new_tokens / wall_time if wall_time > 0 else 0.0,
+    }
+    if steps:
+        figures["tau"] = sum(steps) / len(steps)
+        figures["num_steps"] = len(steps)
+        figures["acceptance_by_position"] = acceptance_by_position(steps)
+    return figures
+
+
+def acceptance_by_position(accept_lengths: list[int]) -> list[float]:
+    """``rate[i]``: fraction of steps that accepted at least ``i + 1`` draft tokens."""
+    longest = max(accept_lengths) - 1
+    return [sum(length - 1 > position for length in accept_lengths) / len(accept_lengths) for position in range(longest)]
+
+
+def summarize(modes: dict[str, list[QuestionResult]], settings: dict[str, Any], hardware: dict[str, Any]) -> dict[str, Any]:
+    """Overall and per-category figures per mode, and the speed-up when both modes ran."""
+    summary: dict[str, Any] = {"settings": settings, "hardware": hardware, "modes": {}, "categories": {}}
+    for mode, results in modes.items():
+        summary["modes"][mode] = mode_figures(results)
+        for category, members in by_category(results).items():
+            summary["categories"].setdefault(category, {})[mode] = mode_figures(members)
+    if "eagle" in modes and "baseline" in modes:
+        check_same_questions(modes["eagle"], modes["baseline"])
+        summary["speedup"] = speedup(summary["modes"]["eagle"], summary["modes"]["baseline"])
+        for figures in summary["categories"].values():
+            figures["speedup"] = speedup(figures["eagle"], figures["baseline"])
+    return summary
+
+
+def by_category(results: list[QuestionResult]) -> dict[str, list[QuestionResult]]:
+    groups: dict[str, list[QuestionResult]] = defaultdict(list)
+    for result in results:
+        groups[result.category or "all"].append(result)
+    return dict(groups)
+
+
+def speedup(eagle: dict[str, Any], baseline: dict[str, Any]) -> float:
+    return eagle["tokens_per_second"] / baseline["tokens_per_second"] if baseline["tokens_per_second"] else 0.0
+
+
+def check_same_questions(eagle: list[QuestionResult], baseline: list[QuestionResult]) -> None:
+    """The speed-up is only meaningful over identical question sets."""
+    if [r.question_id for r in eagle] != [r.question_id for r in baseline]:
+        raise Eagle3Error("eagle and baseline runs answered different questions; no speed-up computed")
+
+
+def plot_summary(summary: dict[str, Any], modes: dict[str, list[QuestionResult]], path: Path) -> Path:
+    """A PNG: histogram of per-step acceptance lengths and per-position acceptance rates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [length for result in modes.get("eagle", []) for turn in result.turns for length in turn.accept_lengths]
+    rates = summary["modes"].get("eagle", {}).get("acceptance_by_position", [])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    if steps:
+        left.hist(steps, bins=range(1, max(steps) + 2), align="left", rwidth=0.8)
+    left.set(title=f"tokens per target forward (τ = {summary['modes'].get('eagle', {}).get('tau', 0):.2f})",
+             xlabel="tokens", ylabel="decoding steps")
+    right.bar(range(1, len(rates) + 1), rates)
+    right.set(title="acceptance by draft position", xlabel="draft position", ylabel="fraction of steps", ylim=(0, 1))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,242 @@
+"""Run the benchmark: load target (+ draft), answer every question turn by turn in each mode,
+write answer files, ``summary.json`` and the plot.
+
+Both modes answer the same questions with the same limits, after one untimed warm-up
+question. A later turn continues the earlier turns' decoding state (the context is extended,
+not recomputed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eagle3cli.bench.questions import Question, load_questions, select_questions
+from eagle3cli.bench.report import QuestionResult, TurnResult, plot_summary, summarize
+from eagle3cli.chat_template import end_of_turn_token_ids, render_generation_prompt, validate_template
+from eagle3cli.config import BenchConfig
+from eagle3cli.configfile import write_resolved_config
+from eagle3cli.data.records import Turn
+from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
+from eagle3cli.decoding.target import HFTarget
+from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import atomic_write_json, atomic_write_text
+
+QuestionCallback = Callable[[str, QuestionResult], None]
+
+
+@dataclass
+class BenchModels:
+    """What answering needs: the wrapped target, the draft (None for baseline only), tokenizer."""
+
+    target: HFTarget
+    draft: torch.nn.Module | None
+    tokenizer: Any
+    device: torch.device
+
+
+def modes_of(config: BenchConfig) -> list[str]:
+    return ["baseline", "eagle"] if config.mode == "both" else [config.mode]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise Eagle3Error(f"--device {device} asked for, but CUDA is not available", hint="use --device cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_target(config: BenchConfig, target_dir: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The target on ``device``, or spread over all visible GPUs when ``num_gpus_per_model > 1``."""
+    from transformers import AutoModelForCausalLM
+
+    if config.num_gpus_per_model == 1 or device.type != "cuda":
+        return AutoModelForCausalLM.from_pretrained(target_dir, dtype=dtype).to(device).eval()
+    max_memory = None
+    if config.max_gpu_memory:
+        max_memory = {index: config.max_gpu_memory for index in range(torch.cuda.device_count())}
+    return AutoModelForCausalLM.from_pretrained(target_dir, dtype=dtype, device_map="auto", max_memory=max_memory).eval()
+
+
+def load_models(config: BenchConfig) -> BenchModels:
+    """Target from ``base_model_path``; the draft (reusing the target's embedding) when needed."""
+    from eagle3cli.draft.checkpoint import load_checkpoint
+    from eagle3cli.draft.config_json import read_draft_config
+    from eagle3cli.draft.derive import draft_target_problems, read_target_config
+    from eagle3cli.hub import load_tokenizer, resolve_model_dir
+
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    target_dir = resolve_model_dir(config.base_model_path)
+    tokenizer = load_tokenizer(str(target_dir))
+    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
+    model = load_target(config, target_dir, device, dtype)
+    aux_layer_ids: tuple[int, ...] = (0,)
+    draft = None
+    if config.mode != "baseline":
+        draft_dir = resolve_model_dir(config.eagle_model_path)
+        problems = draft_target_problems(read_draft_config(draft_dir / "config.json"), read_target_config(target_dir))
+        if problems:
+            raise Eagle3Error(f"draft {draft_dir} does not fit target {target_dir}: " + "; ".join(problems))
+        embedding = model.get_input_embeddings()
+        draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu())
+        draft.embed_tokens = embedding  # share the target's embedding instead of a copy
+        draft = draft.to(device=device, dtype=dtype).eval()
+        aux_layer_ids = draft.config.aux_layer_ids
+    return BenchModels(HFTarget(model, aux_layer_ids), draft, tokenizer, device)
+
+
+def decoding_config(config: BenchConfig, tokenizer: Any) -> DecodingConfig:
+    return DecodingConfig(
+        total_token=config.total_token,
+        depth=config.depth,
+        top_k=config.top_k,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_token,
+        stop_token_ids=tuple(end_of_turn_token_ids(tokenizer, config.chat_template)),
+    )
+
+
+def answer_question(
+    models: BenchModels, question: Question, mode: str, config: BenchConfig, seed: int
+) -> QuestionResult:
+    """Ask every turn in order; each turn's prompt is the whole conversation so far."""
+    decoding = decoding_config(config, models.tokenizer)
+    generator = torch.Generator(models.device).manual_seed(seed)
+    turns: list[Turn] = []
+    results: list[TurnResult] = []
+    state = None
+    with torch.inference_mode():
+        for user_text in question.turns:
+            turns.append(Turn("user", user_text))
+            prompt = render_generation_prompt(
+                models.tokenizer, turns, template=config.chat_template,
+                enable_thinking=config.enable_thinking, system_prompt=config.system_prompt,
+            )
+            input_ids = torch.tensor(prompt, device=models.device)
+            if mode == "eagle":
+                generation = speculative_generate(models.target, models.draft, input_ids, decoding, state=state, generator=generator)
+            else:
+                generation = baseline_generate(models.target, input_ids, decoding, state=state, generator=generator)
+            state = generation.state
+            text = models.tokenizer.decode(generation.tokens.tolist(), skip_special_tokens=True)
+            turns.append(Turn("assistant", text))
+            stats = generation.stats
+            accept = stats.accept_lengths if mode == "eagle" else []
+            results.append(TurnResult(text, stats.num_new_tokens, stats.total_seconds, list(accept), generation.tokens.tolist()))
+    return QuestionResult(question.question_id, question.category, results)
+
+
+def run_mode(
+    models: BenchModels, questions: list[Question], mode: str, config: BenchConfig, on_question: QuestionCallback | None
+) -> list[QuestionResult]:
+    """One untimed warm-up question, then every question (seed = ``config.seed + index``)."""
+    answer_question(models, questions[0], mode, config, config.seed)
+    results = []
+    for index, question in enumerate(questions):
+        result = answer_question(models, question, mode, config, config.seed + index)
+        results.append(result)
+        if on_question is not None:
+            on_question(mode, result)
+    return results
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def answer_file(config: BenchConfig, mode: str) -> Path:
+    return Path(config.output_dir) / f"{config.model_id}-temperature-{config.temperature}-{mode}.jsonl"
+
+
+def write_outputs(config: BenchConfig, modes: dict[str, list[QuestionResult]], summary: dict[str, Any]) -> None:
+    output_dir = Path(config.output_dir)
+    for mode, results in modes.items():
+        lines = [json.dumps(result.answer_record(config.model_id), ensure_ascii=False) for result in results]
+        atomic_write_text(answer_file(config, mode), "\n".join(lines) + "\n")
+    atomic_write_json(output_dir / "summary.json", summary)
+    if not config.no_metrics:
+        plot_summary(summary, modes, output_dir / "summary.png")
+
+
+def answer_all(
+    config: BenchConfig, questions: list[Question], on_question: QuestionCallback | None = None
+) -> dict[str, list[QuestionResult]]:
+    """Load the models once and answer ``questions`` in every mode (one worker's job)."""
+    torch.manual_seed(config.seed)
+    models = load_models(config)
+    return {mode: run_mode(models, questions, mode, config, on_question) for mode in modes_of(config)}
+
+
+def gpu_groups(config: BenchConfig) -> list[list[int]]:
+    """GPU ids per worker: ``num_gpus_total / num_gpus_per_model`` groups (one worker on CPU)."""
+    if resolve_device(config.device).type != "cuda":
+        return []
+    visible = torch.cuda.device_count()
+    if config.num_gpus_total > visible:
+        raise Eagle3Error(f"--num-gpus-total {config.num_gpus_total} but only {visible} GPUs are visible")
+    per_model = config.num_gpus_per_model
+    return [list(range(start, start + per_model)) for start in range(0, config.num_gpus_total, per_model)]
+
+
+def _worker(config_json: str, questions: list[Question], gpu_ids: list[int] | None) -> dict[str, list[QuestionResult]]:
+    """Entry point of a spawned worker: see only its GPUs, answer its slice."""
+    if gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in gpu_ids)
+    return answer_all(BenchConfig.model_validate_json(config_json), questions)
+
+
+def run_workers(
+    config: BenchConfig, questions: list[Question], groups: list[list[int] | None]
+) -> dict[str, list[QuestionResult]]:
+    """Deal ``questions`` round-robin to one spawned process per group; merge in question order."""
+    import multiprocessing
+
+    slices = [questions[index::len(groups)] for index in range(len(groups))]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(len(groups)) as pool:
+        outputs = pool.starmap(_worker, [(config.model_dump_json(), part, group) for part, group in zip(slices, groups)])
+    order = {question.question_id: index for index, question in enumerate(questions)}
+    return {
+        mode: sorted((result for output in outputs for result in output[mode]), key=lambda r: order[r.question_id])
+        for mode in modes_of(config)
+    }
+
+
+def run_bench(config: BenchConfig, *, on_question: QuestionCallback | None = None) -> dict[str, Any]:
+    """Answer the selected questions in each mode; write answers, summary and plot; return the summary."""
+    questions = select_questions(load_questions(config.bench_name, config.bench_data), config.question_begin, config.question_end)
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    write_resolved_config(config, Path(config.output_dir))
+    groups = gpu_groups(config)
+    if len(groups) > 1:
+        modes = run_workers(config, questions, groups)
+    else:
+        modes = answer_all(config, questions, on_question)
+    settings = config.model_dump(mode="json") | {"num_questions": len(questions), "num_workers": max(1, len(groups))}
+    summary = summarize(modes, settings, hardware())
+    write_outputs(config, modes, summary)
+    return summary

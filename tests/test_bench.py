@@ -1,0 +1,158 @@
+"""``eagle3 bench``: questions, report figures, and the whole command on a tiny target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eagle3cli.bench.questions import Question, load_questions, read_question_file, select_questions
+from eagle3cli.bench.report import QuestionResult, TurnResult, acceptance_by_position, summarize
+from eagle3cli.bench.runner import answer_all, run_workers
+from eagle3cli.cli.main import app
+from eagle3cli.config import BenchConfig
+from eagle3cli.draft.checkpoint import save_draft_model
+from eagle3cli.draft.derive import derive_draft_config, read_target_config
+from eagle3cli.draft.model import Eagle3DraftModel
+from eagle3cli.draft.vocab import build_vocab_map
+from eagle3cli.errors import Eagle3Error
+
+SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench"
+MT_BENCH = SHARED_BENCH / "mt_bench" / "question.jsonl"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def random_draft_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_target_dir: Path) -> Path:
+    """A random-init draft for the tiny Qwen3 target (draft vocab = half the target's)."""
+    target_config = read_target_config(qwen3_target_dir)
+    vocab_size = target_config["vocab_size"]
+    torch.manual_seed(1)
+    draft = Eagle3DraftModel(derive_draft_config(target_config, draft_vocab_size=vocab_size // 2))
+    vocab_map = build_vocab_map(torch.randint(0, 50, (vocab_size,)), vocab_size // 2)
+    draft.set_vocab_map(vocab_map.d2t, vocab_map.t2d)
+    return save_draft_model(tmp_path_factory.mktemp("draft") / "draft", draft)
+
+
+def bench_args(target: Path, draft: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "bench", "--base-model-path", str(target), "--eagle-model-path", str(draft), "--model-id", "tiny",
+        "--bench-data", str(MT_BENCH), "--question-end", "2", "--max-new-token", "24", "--temperature", "0",
+        "--chat-template", "qwen3", "--device", "cpu", "--output-dir", str(output), *extra,
+    ]
+
+
+def answers(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_bench_both_modes_end_to_end(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, bench_args(qwen3_target_dir, random_draft_dir, tmp_path))
+    assert result.exit_code == 0, result.output
+    eagle = answers(tmp_path / "tiny-temperature-0.0-eagle.jsonl")
+    baseline = answers(tmp_path / "tiny-temperature-0.0-baseline.jsonl")
+    assert [a["question_id"] for a in eagle] == [a["question_id"] for a in baseline] == [81, 82]
+    for spec, plain in zip(eagle, baseline):
+        assert len(spec["choices"][0]["turns"]) == 2  # both MT-bench turns answered
+        assert spec["choices"][0]["token_ids"] == plain["choices"][0]["token_ids"]  # lossless at T = 0
+        assert spec["choices"][0]["turns"] == plain["choices"][0]["turns"]
+        assert all(sum(lengths) + 1 == new for lengths, new in zip(spec["choices"][0]["accept_lengths"], spec["choices"][0]["new_tokens"]))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"settings", "hardware", "modes", "categories", "speedup"}
+    assert summary["modes"]["eagle"]["tau"] >= 1.0 and summary["speedup"] > 0
+    assert set(summary["categories"]) == {"writing"}
+    assert summary["settings"]["total_token"] == 60 and summary["settings"]["num_questions"] == 2
+    assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "config.json").read_text())["model_id"] == "tiny"
+    assert "speed-up" in result.stdout
+
+
+def test_chain_drafting_is_lossless_too(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path) -> None:
+    config = BenchConfig(
+        base_model_path=str(qwen3_target_dir), eagle_model_path=str(random_draft_dir), model_id="t", output_dir=str(tmp_path),
+        temperature=0, max_new_token=16, top_k=1, depth=3, chat_template="qwen3", device="cpu",
+    )
+    questions = select_questions(read_question_file(MT_BENCH), 2, 4)
+    modes = answer_all(config, questions)
+    assert [t.token_ids for r in modes["eagle"] for t in r.turns] == [t.token_ids for r in modes["baseline"] for t in r.turns]
+
+
+def test_two_worker_processes_merge_in_question_order(qwen3_target_dir: Path, tmp_path: Path) -> None:
+    config = BenchConfig(
+        base_model_path=str(qwen3_target_dir), model_id="t", output_dir=str(tmp_path), mode="baseline",
+        temperature=0, max_new_token=8, chat_template="qwen3", device="cpu",
+    )
+    questions = select_questions(read_question_file(MT_BENCH), 0, 3)
+    merged = run_workers(config, questions, [None, None])
+    single = answer_all(config, questions)
+    assert [r.question_id for r in merged["baseline"]] == [81, 82, 83]
+    assert [t.token_ids for r in merged["baseline"] for t in r.turns] == [t.token_ids for r in single["baseline"] for t in r.turns]
+
+
+def test_draft_from_another_target_is_refused(qwen3_target_dir: Path, llama_target_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EAGLE3_DEBUG", raising=False)
+    target_config = read_target_config(llama_target_dir)
+    draft = Eagle3DraftModel(derive_draft_config(target_config, draft_vocab_size=64))
+    vocab_map = build_vocab_map(torch.arange(target_config["vocab_size"]), 64)
+    draft.set_vocab_map(vocab_map.d2t, vocab_map.t2d)
+    draft_dir = save_draft_model(tmp_path / "llama-draft", draft)
+    result = runner.invoke(app, bench_args(qwen3_target_dir, draft_dir, tmp_path / "out"))
+    if target_config["vocab_size"] == read_target_config(qwen3_target_dir)["vocab_size"]:
+        pytest.skip("the tiny tokenizers happen to share a vocabulary size")
+    assert result.exit_code == 1
+    assert "does not fit target" in result.stderr and "vocab_size" in result.stderr
+
+
+def test_eagle_mode_needs_a_draft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EAGLE3_DEBUG", raising=False)
+    result = runner.invoke(app, ["bench", "--base-model-path", "x", "--model-id", "m", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "--eagle-model-path is required for --mode both" in result.stderr
+
+
+def test_question_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question_id": 1, "turns": ["hi"]}\n{"question_id": 2, "turns": []}\n')
+    with pytest.raises(Eagle3Error, match=r"q.jsonl line 2: 'turns' must be a non-empty list"):
+        read_question_file(bad)
+    with pytest.raises(Eagle3Error, match="does not exist"):
+        read_question_file(tmp_path / "missing.jsonl")
+    with pytest.raises(Eagle3Error, match="unknown bench name 'mmlu'"):
+        load_questions("mmlu", None)
+    with pytest.raises(Eagle3Error, match="select no question"):
+        select_questions(read_question_file(MT_BENCH), 90, 95)
+
+
+@pytest.mark.parametrize("name", ["mt_bench", "alpaca", "gsm8k", "humaneval"])
+def test_shared_question_files_parse(name: str) -> None:
+    questions = read_question_file(SHARED_BENCH / name / "question.jsonl")
+    assert len(questions) == 80 and all(q.turns for q in questions)
+
+
+def test_hub_questions_use_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    calls = []
+
+    def fake_load(name, config, split):
+        calls.append((name, config, split))
+        return [{"question": "What is 3 + 4?", "answer": "7"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert load_questions("gsm8k", None) == [Question(0, "math", ("What is 3 + 4?",))]
+    assert calls == [("openai/gsm8k", "main", "test")]
+
+
+def test_report_figures() -> None:
+    assert acceptance_by_position([1, 3, 4, 2]) == [0.75, 0.5, 0.25]
+    eagle = [QuestionResult(1, "math", [TurnResult("a", 10, 2.0, [3, 3, 3])])]
+    baseline = [QuestionResult(1, "math", [TurnResult("a", 10, 5.0, [1] * 9)])]
+    summary = summarize({"eagle": eagle, "baseline": baseline}, {}, {})
+    assert summary["modes"]["eagle"]["tau"] == 3.0
+    assert summary["speedup"] == pytest.approx(2.5)
+    assert summary["categories"]["math"]["speedup"] == pytest.approx(2.5)
+    with pytest.raises(Eagle3Error, match="different questions"):
+        summarize({"eagle": eagle, "baseline": [QuestionResult(2, "math", [])]}, {}, {})
