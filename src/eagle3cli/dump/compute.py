@@ -1,0 +1,141 @@
+"""The target forward of a dump: load the target, run token-budget batches, keep real tokens.
+
+Batches are right-padded with an attention mask; with causal attention a real token never
+sees padding, so a sample's states do not depend on what it was batched with (up to float
+rounding of different matrix shapes). Only the real tokens are copied to the host, on CUDA
+asynchronously (pinned memory, a side stream), so the copy overlaps the next forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from eagle3cli.capture import capture_hidden_states
+from eagle3cli.dump.plan import TokenizedSample, token_batches
+from eagle3cli.dump.shard_file import HiddenSample
+from eagle3cli.errors import Eagle3Error
+
+def resolve_device(choice: str, local_rank: int) -> torch.device:
+    """``auto``: this process's GPU when CUDA is available, else the CPU."""
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise Eagle3Error("--device cuda was asked for but CUDA is not available", hint="use --device cpu or auto")
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def load_target(directory: Path, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool) -> nn.Module:
+    """The target causal LM in ``dtype`` on ``device``, in eval mode (only its base model runs)."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, dtype=dtype, device_map=str(device), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        raise Eagle3Error(
+            f"could not load the target model from {directory}: {error}",
+            hint="the folder needs config.json and weights (or pass --trust-remote-code)",
+        ) from error
+    return model.eval()
+
+
+class HostTransfer:
+    """Copies states to the host. On CUDA the copies go to pinned memory on a side stream, so
+    they overlap the next batch's forward; :meth:`fence` says when they have landed."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def copy(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A host copy of ``tensor`` (complete only once the fence taken after it has passed)."""
+        if self.stream is None:
+            return tensor.to("cpu")
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            host.copy_(tensor, non_blocking=True)
+            tensor.record_stream(self.stream)  # keep the device memory until the copy is done
+        return host
+
+    def fence(self) -> Callable[[], None]:
+        """A function that waits for every copy started so far."""
+        if self.stream is None:
+            return lambda: None
+        event = torch.cuda.Event()
+        event.record(self.stream)
+        return event.synchronize
+
+
+def real_token_index(lengths: Sequence[int], width: int) -> torch.Tensor:
+    """Flat positions ``row * width + j`` (``j < length``) of the real tokens of a right-padded batch."""
+    return torch.cat([torch.arange(length) + row * width for row, length in enumerate(lengths)])
+
+
+def forward_batch(
+    model: nn.Module,
+    samples: Sequence[TokenizedSample],
+    *,
+    aux_layer_ids: Sequence[int],
+    dtype: torch.dtype,
+    transfer: HostTransfer,
+) -> list[HiddenSample]:
+    """One padded forward over ``samples``; each sample's states, copied to the host in ``dtype``."""
+    device = transfer.device
+    lengths = [len(sample.input_ids) for sample in samples]
+    width = max(lengths)
+    input_ids = torch.zeros(len(samples), width, dtype=torch.int64)  # [batch, seq]
+    attention_mask = torch.zeros_like(input_ids)
+    for row, sample in enumerate(samples):
+        input_ids[row, : lengths[row]] = torch.tensor(sample.input_ids)
+        attention_mask[row, : lengths[row]] = 1
+    real = real_token_index(lengths, width).to(device)  # [num_real_tokens]
+    with torch.inference_mode():
+        states = capture_hidden_states(
+            model, input_ids.to(device), aux_layer_ids=aux_layer_ids, attention_mask=attention_mask.to(device)
+        )
+        aux_hidden = transfer.copy(states.aux_hidden.flatten(0, 1).index_select(0, real).to(dtype))  # [real, 3 * H]
+        last_hidden = transfer.copy(states.last_hidden.flatten(0, 1).index_select(0, real).to(dtype))  # [real, H]
+    return [
+        HiddenSample(
+            sample_index=sample.sample_index,
+            sample_id=sample.sample_id,
+            input_ids=torch.tensor(sample.input_ids, dtype=torch.int32),
+            loss_mask=torch.tensor(sample.loss_mask, dtype=torch.uint8),
+            aux_hidden=aux,
+            last_hidden=last,
+        )
+        for sample, aux, last in zip(samples, aux_hidden.split(lengths), last_hidden.split(lengths))
+    ]
+
+
+def compute_samples(
+    model: nn.Module,
+    samples: Sequence[TokenizedSample],
+    *,
+    aux_layer_ids: Sequence[int],
+    dtype: torch.dtype,
+    batch_tokens: int,
+    transfer: HostTransfer,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[HiddenSample]:
+    """The states of ``samples`` in their order, computed in token-budget batches.
+
+    The host tensors are complete once ``transfer.fence()`` taken afterwards has passed.
+    ``on_batch(num_samples, num_tokens)`` is called after each batch.
+    """
+    results: list[HiddenSample | None] = [None] * len(samples)
+    for batch in token_batches([len(sample.input_ids) for sample in samples], batch_tokens):
+        computed = forward_batch(
+            model, [samples[i] for i in batch], aux_layer_ids=aux_layer_ids, dtype=dtype, transfer=transfer
+        )
+        for position, sample in zip(batch, computed):
+            results[position] = sample
+        if on_batch is not None:
+            on_batch(len(batch), sum(sample.num_tokens for sample in computed))
+    return results  # type: ignore[return-value]  # every position is filled by exactly one batch

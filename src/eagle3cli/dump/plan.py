@@ -1,0 +1,286 @@
+"""From chat records to work: shards of the data, what is left to do, tokenised samples,
+token-budget batches, and the size estimate checked against free disk.
+
+Shard ``k`` is the records at positions ``[k * shard_size, (k + 1) * shard_size)`` of the
+reader's order (bad records skipped by policy are not counted), so shard names depend on
+neither the number of processes nor the batching.
+
+Planning reads the data once without tokenising it all: shards whose record verifies are
+done, the rest are pending, and their token count is estimated from a seeded random sample of
+at most 1000 records (exact for smaller data). Each record is tokenised once, when dumped.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eagle3cli.config import DumpHiddenConfig
+from eagle3cli.data.records import Conversation
+from eagle3cli.dump.distributed import Processes
+from eagle3cli.dump.manifest import ids_sha256, read_record, record_verifies
+from eagle3cli.dump.shard_file import DUMP_DTYPES
+from eagle3cli.dump.target import DumpTarget
+from eagle3cli.errors import Eagle3Error
+
+# Records tokenised to estimate the output size (all of them when there are fewer).
+NUM_ESTIMATE_RECORDS = 1000
+# Per-shard allowance for the safetensors header, the id list and the token counts.
+SHARD_OVERHEAD_BYTES = 64 << 10
+INDEX_BYTES_PER_SAMPLE = 16  # sample_offsets + sample_indices (int64 each)
+INDEX_BYTES_PER_TOKEN = 5  # input_ids int32 + loss_mask uint8
+
+
+@dataclass(frozen=True)
+class ShardInput:
+    """The records of one shard: ``(sample_index, conversation)`` in data order."""
+
+    index: int
+    first_sample: int
+    records: list[tuple[int, Conversation]]
+
+    @property
+    def sample_ids_sha256(self) -> str:
+        return ids_sha256([conversation.id for _, conversation in self.records])
+
+
+@dataclass(frozen=True)
+class TokenizedSample:
+    sample_index: int
+    sample_id: str
+    input_ids: list[int]
+    loss_mask: list[int]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class TokenizedRecords:
+    """The records that have loss-masked tokens, tokenised, and how many were left out."""
+
+    samples: list[TokenizedSample]
+    num_skipped_without_loss: int
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(sample.input_ids) for sample in self.samples)
+
+    @property
+    def num_truncated(self) -> int:
+        return sum(sample.truncated for sample in self.samples)
+
+
+def iter_shard_inputs(conversations: Iterator[Conversation], shard_size: int) -> Iterator[ShardInput]:
+    """Number the conversations and group them into consecutive shards of ``shard_size`` (the last may be short)."""
+    batch: list[tuple[int, Conversation]] = []
+    index = 0
+    for sample_index, conversation in enumerate(conversations):
+        batch.append((sample_index, conversation))
+        if len(batch) == shard_size:
+            yield ShardInput(index, index * shard_size, batch)
+            batch, index = [], index + 1
+    if batch:
+        yield ShardInput(index, index * shard_size, batch)
+
+
+def shard_inputs(config: DumpHiddenConfig) -> Iterator[ShardInput]:
+    """One pass over the data, grouped into shards."""
+    from eagle3cli.data.readers import read_conversations
+
+    reader = read_conversations(
+        config.data,
+        data_format=config.format,
+        on_bad_record=config.on_bad_record,
+        require_assistant=True,
+        num_samples=config.num_samples,
+    )
+    return iter_shard_inputs((conversation for _, conversation in reader), config.shard_size)
+
+
+def shard_is_done(directory: Path, shard: ShardInput) -> bool:
+    """True when the shard's record exists and its file verifies (size, sha256, same records)."""
+    record = read_record(directory, shard.index)
+    return record is not None and record_verifies(
+        directory, record, first_sample=shard.first_sample, sample_ids_sha256=shard.sample_ids_sha256
+    )
+
+
+def tokenize_records(
+    records: Sequence[tuple[int, Conversation]], tokenizer: Any, config: DumpHiddenConfig
+) -> TokenizedRecords:
+    """Tokenise records with the chat template; samples without a loss-masked token are left out."""
+    from eagle3cli.chat_template import tokenize_conversation
+
+    samples, num_skipped = [], 0
+    for sample_index, conversation in records:
+        tokenized = tokenize_conversation(
+            tokenizer,
+            conversation,
+            template=config.chat_template,
+            max_length=config.max_length,
+            enable_thinking=config.enable_thinking,
+            system_prompt=config.system_prompt,
+        )
+        if not any(tokenized.loss_mask):
+            num_skipped += 1
+            continue
+        samples.append(
+            TokenizedSample(
+                sample_index, conversation.id, tokenized.input_ids, tokenized.loss_mask, tokenized.truncated
+            )
+        )
+    return TokenizedRecords(samples, num_skipped)
+
+
+class RecordSample:
+    """A uniform random sample of at most ``size`` records from a stream (reservoir sampling),
+    seeded, so the size estimate does not depend on how the data is ordered."""
+
+    def __init__(self, size: int, *, seed: int = 0) -> None:
+        self.size = size
+        self.records: list[tuple[int, Conversation]] = []
+        self.num_seen = 0
+        self._rng = random.Random(seed)
+
+    def add(self, record: tuple[int, Conversation]) -> None:
+        self.num_seen += 1
+        if len(self.records) < self.size:
+            self.records.append(record)
+            return
+        slot = self._rng.randrange(self.num_seen)
+        if slot < self.size:
+            self.records[slot] = record
+
+    def estimate_tokens(self, tokenizer: Any, config: DumpHiddenConfig) -> int:
+        """Tokens of all records seen: exact when all were kept, else extrapolated from the sample."""
+        if not self.records:
+            return 0
+        num_tokens = tokenize_records(self.records, tokenizer, config).num_tokens
+        return round(num_tokens * self.num_seen / len(self.records))
+
+
+def token_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Group sample positions into batches costing at most ``batch_tokens`` padded tokens.
+
+    Samples are taken longest first, so a batch's padding is small; a sample longer than the
+    budget runs alone. Returns positions into ``lengths``.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for position in order:
+        # The first sample of a batch is its longest: the padded cost is size * that length.
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(position)
+        else:
+            batches.append([position])
+    return batches
+
+
+def bytes_per_token(hidden_size: int, dtype: torch.dtype) -> int:
+    """Bytes one token costs in a shard: ``aux_hidden`` + ``last_hidden`` + ids and mask."""
+    return 4 * hidden_size * dtype.itemsize + INDEX_BYTES_PER_TOKEN
+
+
+def estimate_bytes(*, num_tokens: int, num_samples: int, num_shards: int, hidden_size: int, dtype: torch.dtype) -> int:
+    """Estimated size of the shards to write (tensors exact, headers approximated)."""
+    return (
+        num_tokens * bytes_per_token(hidden_size, dtype)
+        + num_samples * INDEX_BYTES_PER_SAMPLE
+        + num_shards * SHARD_OVERHEAD_BYTES
+    )
+
+
+def check_free_disk(directory: Path, needed_bytes: int, *, force: bool) -> int:
+    """Return the free bytes at ``directory``; raise when fewer than ``needed_bytes`` (unless ``force``)."""
+    free_bytes = shutil.disk_usage(directory).free
+    if needed_bytes > free_bytes and not force:
+        raise Eagle3Error(
+            f"the dump needs about {format_bytes(needed_bytes)} but {directory} has {format_bytes(free_bytes)} free",
+            hint="free some space, use another --output-dir, dump fewer samples, or pass --force to start anyway",
+        )
+    return free_bytes
+
+
+def format_bytes(num_bytes: float) -> str:
+    """``1.5 GB``-style size (decimal units)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    value, unit = float(num_bytes), 0
+    while value >= 1000 and unit < len(units) - 1:
+        value, unit = value / 1000, unit + 1
+    return f"{value:.0f} B" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
+@dataclass
+class LocalPlan:
+    """This process's shards: the pending ones, and how many were resumed."""
+
+    num_shards: int = 0  # in the whole data
+    pending: set[int] = field(default_factory=set)
+    num_resumed: int = 0
+    num_samples: int = 0  # records of the pending shards
+    num_tokens: int = 0  # estimated tokens of the pending shards
+
+
+@dataclass(frozen=True)
+class DumpPlan:
+    """What is left to do (all processes), told to ``on_start`` before the target is loaded."""
+
+    num_shards: int
+    num_shards_resumed: int
+    num_shards_pending: int
+    num_samples: int
+    num_tokens: int  # estimated
+    num_local_samples: int  # this process's part of num_samples
+    bytes_per_token: int
+    estimated_bytes: int
+    free_bytes: int
+
+
+def plan_local(config: DumpHiddenConfig, target: DumpTarget, directory: Path, processes: Processes) -> LocalPlan:
+    """Find this process's shards that are done and those pending; estimate the pending tokens."""
+    plan = LocalPlan()
+    sample = RecordSample(NUM_ESTIMATE_RECORDS)
+    for shard in shard_inputs(config):
+        plan.num_shards += 1
+        if not processes.owns(shard.index):
+            continue
+        if shard_is_done(directory, shard):
+            plan.num_resumed += 1
+            continue
+        plan.pending.add(shard.index)
+        plan.num_samples += len(shard.records)
+        for record in shard.records:
+            sample.add(record)
+    if plan.num_shards == 0:
+        raise Eagle3Error(f"{config.data} holds no records to dump")
+    plan.num_tokens = sample.estimate_tokens(target.tokenizer, config)
+    return plan
+
+
+def check_plan(
+    config: DumpHiddenConfig, target: DumpTarget, directory: Path, plan: LocalPlan, processes: Processes
+) -> DumpPlan:
+    """Totals over all processes, the size estimate, and the free-disk check."""
+    resumed, pending, samples, tokens = processes.sum(
+        [plan.num_resumed, len(plan.pending), plan.num_samples, plan.num_tokens]
+    )
+    dtype = DUMP_DTYPES[config.dtype]
+    estimated = estimate_bytes(
+        num_tokens=tokens, num_samples=samples, num_shards=pending, hidden_size=target.hidden_size, dtype=dtype
+    )
+    return DumpPlan(
+        num_shards=plan.num_shards,
+        num_shards_resumed=resumed,
+        num_shards_pending=pending,
+        num_samples=samples,
+        num_tokens=tokens,
+        num_local_samples=plan.num_samples,
+        bytes_per_token=bytes_per_token(target.hidden_size, dtype),
+        estimated_bytes=estimated,
+        free_bytes=check_free_disk(directory, estimated, force=config.force),
+    )

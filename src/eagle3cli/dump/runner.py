@@ -1,0 +1,262 @@
+"""``dump-hidden``: the target's hidden states for offline training, resumable, multi-process.
+
+Steps (every process runs them; process 0 alone writes the shared files):
+
+1. Resolve the target, its draft config (capture layers) and tokenizer; check an existing
+   manifest against this run's settings; write the manifest header (``complete: false``),
+   ``config.json`` and ``draft_config.json``.
+2. Plan: read the data, group it into shards, keep the shards this process owns whose record
+   does not verify (sha256), and estimate their tokens. The estimate (bytes/token x tokens) is
+   checked against free disk.
+3. Load the target; per pending shard: tokenise (a thread, one shard ahead), forward in
+   token-budget batches (hooks on the capture layers, base model only), copy the real tokens
+   to the host (asynchronously on CUDA), write the shard (a thread, overlapping the next).
+4. Process 0: every shard's record into ``manifest.json`` (``complete: true``) and the vocab
+   map from all shards' loss-masked token counts — the same after any number of resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eagle3cli.config import DumpHiddenConfig
+from eagle3cli.dump.compute import HostTransfer, compute_samples, load_target, resolve_device
+from eagle3cli.dump.distributed import Processes, collectively, processes_from_env
+from eagle3cli.dump.manifest import (
+    DRAFT_CONFIG_FILE,
+    check_resumable,
+    read_manifest,
+    read_record,
+    remove_dump,
+    remove_temporaries,
+    write_manifest,
+)
+from eagle3cli.dump.plan import (
+    DumpPlan,
+    LocalPlan,
+    ShardInput,
+    TokenizedRecords,
+    check_plan,
+    plan_local,
+    shard_inputs,
+    tokenize_records,
+)
+from eagle3cli.dump.prefetch import prefetched
+from eagle3cli.dump.shard_file import DUMP_DTYPES
+from eagle3cli.dump.target import DumpTarget, manifest_header, prepare_target
+from eagle3cli.dump.vocab_counts import write_vocab_map
+from eagle3cli.dump.writer import ShardWriter
+from eagle3cli.errors import Eagle3Error
+
+
+@dataclass(frozen=True)
+class DumpProgress:
+    """This process's progress, told to ``on_progress`` after each forward batch."""
+
+    num_samples: int
+    num_tokens: int
+    elapsed_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.num_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class DumpSummary:
+    """The run (this process's share) and the finished dump (all shards, from the manifest)."""
+
+    output_dir: Path
+    world_size: int
+    rank: int
+    num_shards: int
+    num_shards_resumed: int
+    num_shards_written: int
+    num_samples_written: int
+    num_tokens_written: int
+    num_bytes_written: int
+    num_skipped_without_loss: int
+    num_truncated: int
+    elapsed_s: float
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.num_tokens_written / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def dump_hidden(
+    config: DumpHiddenConfig,
+    *,
+    on_start: Callable[[DumpPlan], None] | None = None,
+    on_progress: Callable[[DumpProgress], None] | None = None,
+) -> DumpSummary:
+    """Dump the target's hidden states for ``config.data`` into ``config.output_dir``.
+
+    Rerunning the same command resumes; under ``torchrun``/``accelerate launch`` each process
+    takes the shards ``k % world_size == rank``. ``on_start`` and ``on_progress`` are called
+    on process 0 only.
+    """
+    with processes_from_env() as processes:
+        target = collectively(processes, lambda: prepare_target(config))
+        directory = Path(config.output_dir)
+        header = manifest_header(config, target)
+        if not config.overwrite:
+            collectively(processes, lambda: check_resumable(directory, header))
+        collectively(processes, lambda: start_output(directory, config, target, header) if processes.is_main else None)
+        plan = collectively(processes, lambda: plan_local(config, target, directory, processes))
+        dump_plan = collectively(processes, lambda: check_plan(config, target, directory, plan, processes))
+        if processes.is_main and on_start is not None:
+            on_start(dump_plan)
+        model = collectively(processes, lambda: load_model(config, target, processes) if plan.pending else None)
+        started = time.perf_counter()
+        report = on_progress if processes.is_main else None
+        written = collectively(processes, lambda: write_pending(config, target, model, directory, plan, report))
+        elapsed_s = time.perf_counter() - started
+        collectively(
+            processes, lambda: finish_output(directory, header, plan.num_shards, target) if processes.is_main else None
+        )
+        return summarize(directory, processes, plan, written, elapsed_s)
+
+
+def start_output(directory: Path, config: DumpHiddenConfig, target: DumpTarget, header: dict[str, Any]) -> None:
+    """Process 0, before any shard is written: clear (``--overwrite``) or tidy, then write the header."""
+    from eagle3cli.configfile import write_resolved_config
+    from eagle3cli.draft.config_json import write_draft_config
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if config.overwrite:
+        remove_dump(directory)
+    remove_temporaries(directory)
+    write_manifest(directory, header, None)
+    # Written as the settings of the dump: rerunning with --config config.json resumes it, so the
+    # one-off actions (wipe, ignore the disk check) are not carried over.
+    write_resolved_config(config.model_copy(update={"overwrite": False, "force": False}), directory)
+    write_draft_config(directory / DRAFT_CONFIG_FILE, target.draft)
+
+
+@dataclass
+class WriteResult:
+    """What this process wrote."""
+
+    num_shards: int = 0
+    num_samples: int = 0
+    num_tokens: int = 0
+    num_bytes: int = 0
+    num_skipped_without_loss: int = 0
+    num_truncated: int = 0
+
+
+def load_model(config: DumpHiddenConfig, target: DumpTarget, processes: Processes) -> torch.nn.Module:
+    """The target on this process's device, in the dump dtype."""
+    device = resolve_device(config.device, processes.local_rank)
+    return load_target(
+        target.directory, dtype=DUMP_DTYPES[config.dtype], device=device, trust_remote_code=config.trust_remote_code
+    )
+
+
+def write_pending(
+    config: DumpHiddenConfig,
+    target: DumpTarget,
+    model: torch.nn.Module | None,
+    directory: Path,
+    plan: LocalPlan,
+    on_progress: Callable[[DumpProgress], None] | None,
+) -> WriteResult:
+    """Compute and write this process's pending shards (``model`` is None when there are none)."""
+    result = WriteResult()
+    if model is None:
+        return result
+    dtype = DUMP_DTYPES[config.dtype]
+    report = progress_reporter(on_progress)
+    transfer = HostTransfer(next(model.parameters()).device)
+    with ExitStack() as stack:
+        writer = stack.enter_context(ShardWriter(directory, hidden_size=target.hidden_size, dtype=dtype))
+        shards = stack.enter_context(closing(prefetched(tokenized_pending_shards(config, target, plan))))
+        for shard, tokenized in shards:
+            samples = compute_samples(
+                model, tokenized.samples, aux_layer_ids=target.draft.aux_layer_ids, dtype=dtype,
+                batch_tokens=config.batch_tokens, transfer=transfer, on_batch=report,
+            )
+            report(tokenized.num_skipped_without_loss, 0)
+            writer.submit(
+                shard, samples, num_skipped_without_loss=tokenized.num_skipped_without_loss, ready=transfer.fence()
+            )
+            result.num_truncated += tokenized.num_truncated
+    for record in writer.records:
+        result.num_shards += 1
+        result.num_samples += record.num_samples
+        result.num_tokens += record.num_tokens
+        result.num_bytes += record.num_bytes
+        result.num_skipped_without_loss += record.num_skipped_without_loss
+    return result
+
+
+def tokenized_pending_shards(
+    config: DumpHiddenConfig, target: DumpTarget, plan: LocalPlan
+) -> Iterator[tuple[ShardInput, TokenizedRecords]]:
+    """This process's pending shards, tokenised."""
+    for shard in shard_inputs(config):
+        if shard.index in plan.pending:
+            yield shard, tokenize_records(shard.records, target.tokenizer, config)
+
+
+def progress_reporter(on_progress: Callable[[DumpProgress], None] | None) -> Callable[[int, int], None]:
+    """A per-batch callback that accumulates counts and calls ``on_progress``."""
+    started = time.perf_counter()
+    totals = [0, 0]
+
+    def report(num_samples: int, num_tokens: int) -> None:
+        totals[0] += num_samples
+        totals[1] += num_tokens
+        if on_progress is not None:
+            on_progress(DumpProgress(totals[0], totals[1], time.perf_counter() - started))
+
+    return report
+
+
+def finish_output(directory: Path, header: dict[str, Any], num_shards: int, target: DumpTarget) -> None:
+    """Process 0, after every process is done: the complete manifest and the vocab map."""
+    records = [read_record(directory, index) for index in range(num_shards)]
+    missing = [
+        index for index, record in enumerate(records) if record is None or not (directory / record.file).is_file()
+    ]
+    if missing:
+        raise Eagle3Error(
+            f"{len(missing)} shard(s) are missing after the run (first: {missing[:5]})",
+            hint="rerun the same command to compute them",
+        )
+    complete = [record for record in records if record is not None]
+    write_vocab_map(directory, complete, vocab_size=target.vocab_size, draft_vocab_size=target.draft.draft_vocab_size)
+    write_manifest(directory, header, complete)
+
+
+def summarize(
+    directory: Path, processes: Processes, plan: LocalPlan, written: WriteResult, elapsed_s: float
+) -> DumpSummary:
+    """This process's summary, with the finished dump's manifest."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise Eagle3Error(f"{directory / 'manifest.json'} disappeared during the run")
+    return DumpSummary(
+        output_dir=directory,
+        world_size=processes.world_size,
+        rank=processes.rank,
+        num_shards=plan.num_shards,
+        num_shards_resumed=plan.num_resumed,
+        num_shards_written=written.num_shards,
+        num_samples_written=written.num_samples,
+        num_tokens_written=written.num_tokens,
+        num_bytes_written=written.num_bytes,
+        num_skipped_without_loss=written.num_skipped_without_loss,
+        num_truncated=written.num_truncated,
+        elapsed_s=elapsed_s,
+        manifest=manifest,
+    )
