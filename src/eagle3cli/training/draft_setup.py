@@ -1,0 +1,103 @@
+"""The draft to train: its config, frozen vocabulary map, the target's frozen embedding, and
+optionally the weights of an existing draft (``--init-draft``).
+
+The vocabulary map is computed once and frozen: a run writes ``OUTPUT/vocab_map.safetensors``
+(process 0) before the first step, and every later use — other processes, a resume, a
+fine-tune from the checkpoint — reads it back instead of recounting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eagle3cli.draft.config import DraftConfig
+from eagle3cli.draft.model import Eagle3DraftModel
+from eagle3cli.draft.vocab import VOCAB_MAP_FILE, VocabMap, load_vocab_map, save_vocab_map
+from eagle3cli.errors import Eagle3Error
+
+logger = logging.getLogger(__name__)
+
+
+class FrozenEmbedding(nn.Module):
+    """The target's input embedding as a non-persistent buffer: never trained, never saved
+    (the engines reuse the target's), never gradient-synchronised."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach(), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input_ids, self.weight)
+
+
+def build_draft(
+    config: DraftConfig, vocab_map: VocabMap, embed_tokens: torch.Tensor, *, seed: int, init_draft: str | None
+) -> Eagle3DraftModel:
+    """A freshly initialised (seeded) or ``init_draft``-loaded draft with the map and embedding installed."""
+    check_embedding(embed_tokens, config)
+    torch.manual_seed(seed)
+    draft = Eagle3DraftModel(config)
+    if init_draft is not None:
+        draft.load_state_dict(init_weights(Path(init_draft), config), strict=False)
+    draft.set_vocab_map(vocab_map.d2t, vocab_map.t2d)
+    draft.embed_tokens = FrozenEmbedding(embed_tokens)
+    return draft
+
+
+def check_embedding(embed_tokens: torch.Tensor, config: DraftConfig) -> None:
+    expected = (config.vocab_size, config.hidden_size)
+    if tuple(embed_tokens.shape) != expected:
+        raise Eagle3Error(
+            f"the target embedding has shape {list(embed_tokens.shape)}, the draft needs {list(expected)}",
+            hint="check --embed-key and that the draft config belongs to this target",
+        )
+
+
+def init_weights(directory: Path, config: DraftConfig) -> dict[str, torch.Tensor]:
+    """The trainable weights of an existing draft checkpoint, checked to fit ``config``."""
+    from eagle3cli.draft.checkpoint import load_checkpoint
+
+    source = load_checkpoint(directory)
+    if (source.config.aux_layer_ids, source.config.hidden_size, source.config.vocab_size) != (
+        config.aux_layer_ids, config.hidden_size, config.vocab_size,
+    ) or source.config.draft_vocab_size != config.draft_vocab_size:
+        raise Eagle3Error(
+            f"--init-draft {directory} does not fit this run's draft config "
+            f"(capture layers {list(source.config.aux_layer_ids)} vs {list(config.aux_layer_ids)}, "
+            f"draft vocab {source.config.draft_vocab_size} vs {config.draft_vocab_size})",
+            hint="fine-tune with the draft config of that checkpoint (--draft-config DIR/config.json)",
+        )
+    return {key: value for key, value in source.state_dict().items() if not key.startswith("embed_tokens")}
+
+
+def init_vocab_map(directory: Path) -> VocabMap:
+    """The frozen map of an ``--init-draft`` checkpoint."""
+    from eagle3cli.draft.checkpoint import load_checkpoint
+
+    draft = load_checkpoint(directory)
+    return VocabMap(d2t=draft.d2t.clone(), t2d=draft.t2d.clone())
+
+
+def shared_vocab_map(
+    output_dir: Path,
+    config: DraftConfig,
+    *,
+    is_main_process: bool,
+    wait_for_everyone: Callable[[], None],
+    compute: Callable[[], VocabMap],
+) -> VocabMap:
+    """The run's frozen vocabulary map: read from ``output_dir`` when a previous run wrote it,
+    else computed by process 0 only, written, and read back by every process."""
+    path = output_dir / VOCAB_MAP_FILE
+    if not path.is_file() and is_main_process:
+        vocab_map = compute()
+        save_vocab_map(path, vocab_map)
+        logger.info("vocabulary map of %d draft tokens written to %s", vocab_map.draft_vocab_size, path)
+    wait_for_everyone()
+    return load_vocab_map(path, vocab_size=config.vocab_size, draft_vocab_size=config.draft_vocab_size)

@@ -1,0 +1,162 @@
+"""``train offline``: target states from ``dump-hidden`` shards; the target distribution from
+``last_hidden`` and the target's ``lm_head``, read alone from its safetensors (the target is
+never loaded whole).
+
+Checked before training: the dump was made from this target (config hash and sizes), the
+draft config's capture layers are the dumped ones (the dump's own draft config is the
+default), an eval dump matches the training dump, and ``--chat-template`` / ``--train-data``
+agree with the manifest when given. The vocabulary map is the dump's, or rebuilt exactly from
+its per-shard token counts when ``--draft-vocab-size`` asks for another size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eagle3cli.config import OfflineTrainConfig
+from eagle3cli.draft.config import DraftConfig
+from eagle3cli.draft.vocab import VocabMap
+from eagle3cli.dump import HiddenStateDump, open_dump
+from eagle3cli.errors import Eagle3Error
+from eagle3cli.training.batches import attention_mask_for, pad_right
+from eagle3cli.training.step import TargetBatch
+from eagle3cli.training.trainer import RunContext, TrainingInputs, TrainSummary, train
+
+logger = logging.getLogger(__name__)
+
+
+class DumpSource:
+    """Samples of a hidden-state dump, read on demand (memory-mapped), optionally cropped."""
+
+    def __init__(self, dump: HiddenStateDump, max_length: int | None) -> None:
+        self.dump = dump
+        self.max_length = max_length
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dump)
+
+    def batch(self, indices: list[int], device: torch.device) -> TargetBatch:
+        samples = [self.dump.read_sample(index) for index in indices]
+        crop = slice(0, self.max_length)
+        return TargetBatch(
+            input_ids=pad_right([sample.input_ids[crop].long() for sample in samples]).to(device),
+            attention_mask=attention_mask_for([sample.input_ids[crop].numel() for sample in samples]).to(device),
+            loss_mask=pad_right([sample.loss_mask[crop].bool() for sample in samples]).to(device),
+            aux_hidden=pad_right([sample.aux_hidden[crop] for sample in samples]).to(device),
+            last_hidden=pad_right([sample.last_hidden[crop] for sample in samples]).to(device),
+        )
+
+
+def check_dump_target(dump: HiddenStateDump, target_dir: Path, target_config: dict[str, Any]) -> None:
+    """Raise unless ``dump`` was made from the target at ``target_dir``."""
+    target = dump.manifest["target"]
+    config_sha256 = hashlib.sha256((target_dir / "config.json").read_bytes()).hexdigest()
+    problems = [
+        f"{key} {target.get(key)} != the target's {target_config.get(key)}"
+        for key in ("hidden_size", "vocab_size", "num_hidden_layers")
+        if target.get(key) != target_config.get(key)
+    ]
+    if not problems and target.get("config_sha256") != config_sha256:
+        problems.append("the target's config.json differs from the one the dump was made with (sha256)")
+    if problems:
+        raise Eagle3Error(
+            f"hidden-state dump {dump.directory} was not made from target {target_dir} ({target.get('path')}): " + "; ".join(problems),
+            hint="train with the dump's target (see its manifest.json), or dump again with this one",
+        )
+
+
+def offline_draft_config(config: OfflineTrainConfig, dump: HiddenStateDump, target_config: dict[str, Any]) -> DraftConfig:
+    """The dump's draft config, or ``--draft-config`` (whose capture layers must be the dumped ones)."""
+    from eagle3cli.draft.derive import check_draft_against_target, resolve_draft_config
+
+    if config.draft_config is None:
+        draft_config = dump.draft_config()
+        if config.draft_vocab_size is not None:
+            draft_config = dataclasses.replace(draft_config, draft_vocab_size=config.draft_vocab_size)
+        check_draft_against_target(draft_config, target_config)
+    else:
+        draft_config = resolve_draft_config(
+            target_config, draft_config_path=Path(config.draft_config), draft_vocab_size=config.draft_vocab_size
+        )
+    if tuple(draft_config.aux_layer_ids) != dump.aux_layer_ids:
+        raise Eagle3Error(
+            f"the draft config captures layers {list(draft_config.aux_layer_ids)}, the dump {dump.directory} "
+            f"holds layers {list(dump.aux_layer_ids)} (vLLM numbering)",
+            hint="use the dump's draft_config.json, or dump again with this draft config",
+        )
+    return draft_config
+
+
+def check_manifest_settings(config: OfflineTrainConfig, dump: HiddenStateDump) -> None:
+    manifest = dump.manifest
+    if config.chat_template is not None and config.chat_template != manifest.get("chat_template"):
+        raise Eagle3Error(
+            f"--chat-template {config.chat_template} differs from the dump's ({manifest.get('chat_template')})",
+            hint="leave --chat-template out: the dump's token ids are already templated",
+        )
+    source = manifest.get("data", {}).get("source")
+    if config.train_data is not None and source is not None and Path(config.train_data).resolve() != Path(source).resolve():
+        logger.warning("--train-data %s is not the data the dump was made from (%s)", config.train_data, source)
+
+
+def dump_vocab_map(dump: HiddenStateDump, draft_config: DraftConfig) -> VocabMap:
+    """The dump's map, or one of another size rebuilt from its per-shard counts."""
+    from eagle3cli.draft.vocab import build_vocab_map
+    from eagle3cli.dump.vocab_counts import total_loss_token_counts
+
+    if int(dump.manifest["draft_vocab_size"]) == draft_config.draft_vocab_size:
+        return dump.vocab_map()
+    counts = total_loss_token_counts(dump.directory, dump.shards, draft_config.vocab_size)
+    return build_vocab_map(counts, draft_config.draft_vocab_size)
+
+
+def open_checked_dumps(config: OfflineTrainConfig) -> tuple[HiddenStateDump, HiddenStateDump | None, DraftConfig, Path]:
+    """The training and eval dumps, checked against the target; the draft config; the target folder."""
+    from eagle3cli.draft.derive import read_target_config
+    from eagle3cli.hub import resolve_model_dir
+
+    target_dir = resolve_model_dir(config.target_model, allow_patterns=["*.json"])
+    target_config = read_target_config(target_dir)
+    train_dump = open_dump(config.train_hidden)
+    check_dump_target(train_dump, target_dir, target_config)
+    check_manifest_settings(config, train_dump)
+    draft_config = offline_draft_config(config, train_dump, target_config)
+    eval_dump = None
+    if config.eval_hidden is not None:
+        eval_dump = open_dump(config.eval_hidden)
+        check_dump_target(eval_dump, target_dir, target_config)
+        if eval_dump.aux_layer_ids != train_dump.aux_layer_ids:
+            raise Eagle3Error(
+                f"eval dump layers {list(eval_dump.aux_layer_ids)} differ from the training dump's {list(train_dump.aux_layer_ids)}"
+            )
+    return train_dump, eval_dump, draft_config, target_dir
+
+
+def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> TrainingInputs:
+    from eagle3cli.target_weights import read_embed_tokens, read_lm_head
+
+    train_dump, eval_dump, draft_config, target_dir = open_checked_dumps(config)
+    dtype = torch.bfloat16 if context.mixed_precision else torch.float32
+    lm_head = read_lm_head(target_dir, config.lm_head_key, embed_key=config.embed_key).to(context.device, dtype)
+    embed_tokens = read_embed_tokens(target_dir, config.embed_key).to(context.device, dtype)
+    return TrainingInputs(
+        draft_config=draft_config,
+        embed_tokens=embed_tokens,
+        lm_head=lm_head,
+        train=DumpSource(train_dump, config.max_length),
+        eval=None if eval_dump is None else DumpSource(eval_dump, config.max_length),
+        count_vocab_map=lambda: dump_vocab_map(train_dump, draft_config),
+    )
+
+
+def train_offline(config: OfflineTrainConfig, *, on_step: Any = None) -> TrainSummary:
+    """Train a draft on hidden-state dumps; outputs go to ``config.output_dir``."""
+    open_checked_dumps(config)  # a mismatched dump fails before any heavy work
+    return train(config, Path(config.output_dir), lambda context: prepare_offline(config, context), on_step=on_step)

@@ -1,0 +1,143 @@
+"""``train online``: the target runs in the loop (frozen, no grad) and gives, per batch, the
+three capture-layer states (hooks on the draft config's layers) and its final hidden state.
+
+The conversations are tokenised once up front with the chat template (samples without a
+loss-masked token are left out, as ``dump-hidden`` does); the vocabulary map counts their
+loss-masked tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from eagle3cli.config import OnlineTrainConfig
+from eagle3cli.draft.config import DraftConfig
+from eagle3cli.draft.vocab import VocabMap, build_vocab_map
+from eagle3cli.training.batches import attention_mask_for, pad_right
+from eagle3cli.training.step import TargetBatch
+from eagle3cli.training.trainer import RunContext, TrainingInputs, TrainSummary, train
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenizedSample:
+    input_ids: torch.Tensor  # [T] int64
+    loss_mask: torch.Tensor  # [T] bool
+
+
+class OnlineSource:
+    """Tokenised samples whose target states come from a forward of the target per batch."""
+
+    def __init__(self, samples: list[TokenizedSample], target: nn.Module, aux_layer_ids: tuple[int, ...]) -> None:
+        self.samples = samples
+        self.target = target
+        self.aux_layer_ids = aux_layer_ids
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.samples)
+
+    def batch(self, indices: list[int], device: torch.device) -> TargetBatch:
+        from eagle3cli.capture import capture_hidden_states
+
+        chosen = [self.samples[index] for index in indices]
+        input_ids = pad_right([sample.input_ids for sample in chosen]).to(device)
+        attention_mask = attention_mask_for([len(sample.input_ids) for sample in chosen]).to(device)
+        with torch.no_grad():
+            states = capture_hidden_states(
+                self.target, input_ids, aux_layer_ids=self.aux_layer_ids, attention_mask=attention_mask.long()
+            )
+        return TargetBatch(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            loss_mask=pad_right([sample.loss_mask for sample in chosen]).to(device),
+            aux_hidden=states.aux_hidden,
+            last_hidden=states.last_hidden,
+        )
+
+
+def tokenize_data(config: OnlineTrainConfig, tokenizer: Any, source: str, num_samples: int | None) -> list[TokenizedSample]:
+    """Every conversation of ``source`` with at least one loss-masked token."""
+    from eagle3cli.chat_template import tokenize_conversation
+    from eagle3cli.data.readers import read_conversations
+    from eagle3cli.errors import Eagle3Error
+
+    reader = read_conversations(source, data_format=config.format, on_bad_record=config.on_bad_record, num_samples=num_samples)
+    samples, num_without_loss = [], 0
+    for _, conversation in reader:
+        tokenized = tokenize_conversation(
+            tokenizer, conversation, template=config.chat_template, max_length=config.max_length,
+            enable_thinking=config.enable_thinking, system_prompt=config.system_prompt,
+        )
+        if not any(tokenized.loss_mask):
+            num_without_loss += 1
+            continue
+        samples.append(TokenizedSample(torch.tensor(tokenized.input_ids), torch.tensor(tokenized.loss_mask, dtype=torch.bool)))
+    if num_without_loss:
+        logger.warning("%s: %d conversations without a loss-masked token left out", source, num_without_loss)
+    if not samples:
+        raise Eagle3Error(f"{source} holds no conversation with an assistant token to train on")
+    return samples
+
+
+def count_loss_tokens(samples: list[TokenizedSample], vocab_size: int) -> torch.Tensor:
+    """``[vocab]`` int64 counts of loss-masked token ids."""
+    tokens = torch.cat([sample.input_ids[sample.loss_mask] for sample in samples])
+    return torch.bincount(tokens, minlength=vocab_size)
+
+
+def resolve_online_draft_config(config: OnlineTrainConfig) -> tuple[DraftConfig, dict[str, Any]]:
+    from eagle3cli.draft.derive import read_target_config, resolve_draft_config
+
+    target_config = read_target_config(config.target_model)
+    draft_config = resolve_draft_config(
+        target_config,
+        draft_config_path=None if config.draft_config is None else Path(config.draft_config),
+        draft_vocab_size=config.draft_vocab_size,
+    )
+    return draft_config, target_config
+
+
+def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingInputs:
+    """Draft config, tokenised data, the target on the run's device, its lm_head and embedding."""
+    from eagle3cli.chat_template import validate_template
+    from eagle3cli.dump.compute import load_target
+    from eagle3cli.hub import load_tokenizer, resolve_model_dir
+
+    draft_config, _ = resolve_online_draft_config(config)
+    directory = resolve_model_dir(config.target_model)
+    tokenizer = load_tokenizer(str(directory), trust_remote_code=config.trust_remote_code)
+    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
+    train_samples = tokenize_data(config, tokenizer, config.train_data, config.num_samples)
+    eval_samples = None if config.eval_data is None else tokenize_data(config, tokenizer, config.eval_data, None)
+    dtype = torch.bfloat16 if context.mixed_precision else torch.float32
+    target = load_target(directory, dtype=dtype, device=context.device, trust_remote_code=config.trust_remote_code)
+    target.requires_grad_(False)
+    embed_tokens = target.get_input_embeddings().weight.detach()
+    lm_head = target.get_output_embeddings().weight.detach()
+
+    def count_vocab_map() -> VocabMap:
+        return build_vocab_map(count_loss_tokens(train_samples, draft_config.vocab_size), draft_config.draft_vocab_size)
+
+    aux_layer_ids = tuple(draft_config.aux_layer_ids)
+    return TrainingInputs(
+        draft_config=draft_config,
+        embed_tokens=embed_tokens,
+        lm_head=lm_head,
+        train=OnlineSource(train_samples, target, aux_layer_ids),
+        eval=None if eval_samples is None else OnlineSource(eval_samples, target, aux_layer_ids),
+        count_vocab_map=count_vocab_map,
+    )
+
+
+def train_online(config: OnlineTrainConfig, *, on_step: Any = None) -> TrainSummary:
+    """Train a draft with the target in the loop; outputs go to ``config.output_dir``."""
+    resolve_online_draft_config(config)  # a bad draft config fails before any heavy work
+    return train(config, Path(config.output_dir), lambda context: prepare_online(config, context), on_step=on_step)

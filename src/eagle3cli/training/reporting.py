@@ -1,0 +1,94 @@
+"""What a training run tells (process 0 only): one fixed-format line per logging step,
+``metrics.jsonl`` (one JSON object per log or eval), and the chosen tracker.
+
+The line::
+
+    step 00120/05000 | loss 1.2345 | acc@0 0.512 | sim_τ 2.31 | lr 3.0e-04 | tok/s 12345 | eta 0:12:34
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger("eagle3cli.training")
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+def log_line(step: int, total_steps: int, metrics: dict[str, float], *, prefix: str = "step") -> str:
+    """The fixed-format line for ``metrics`` (train: lr/tok/s/eta present; eval: absent)."""
+    width = max(5, len(str(total_steps)))
+    parts = [
+        f"{prefix} {step:0{width}d}/{total_steps:0{width}d}",
+        f"loss {metrics['loss']:.4f}",
+        f"acc@0 {metrics['acc@0']:.3f}",
+        f"sim_τ {metrics['sim_accept_len']:.2f}",
+    ]
+    if "lr" in metrics:
+        parts.append(f"lr {metrics['lr']:.1e}")
+    if "tokens_per_s" in metrics:
+        parts.append(f"tok/s {metrics['tokens_per_s']:.0f}")
+    if "eta_s" in metrics:
+        parts.append(f"eta {format_duration(metrics['eta_s'])}")
+    return " | ".join(parts)
+
+
+@dataclass
+class Reporter:
+    """Process 0's outlet: the log line, ``metrics.jsonl`` and the accelerate tracker."""
+
+    output_dir: Path
+    accelerator: object  # accelerate.Accelerator (trackers initialised when report_to != none)
+    total_steps: int
+    enabled: bool
+
+    def report(self, kind: str, step: int, metrics: dict[str, float]) -> None:
+        """``kind`` is ``train`` or ``eval``; only process 0 writes."""
+        if not self.enabled:
+            return
+        logger.info(log_line(step, self.total_steps, metrics, prefix="step" if kind == "train" else "eval"))
+        with (self.output_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"kind": kind, "step": step, **metrics}) + "\n")
+        self.accelerator.log({f"{kind}/{name}": value for name, value in metrics.items()}, step=step)  # type: ignore[attr-defined]
+
+
+def read_metrics(output_dir: Path) -> list[dict[str, float]]:
+    """Every record of ``metrics.jsonl`` (for tests and summaries)."""
+    path = Path(output_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def drop_metrics_after(output_dir: Path, step: int) -> None:
+    """On resume: forget records of steps past the checkpoint (a killed run logged them;
+    the resumed run logs them again)."""
+    records = [record for record in read_metrics(output_dir) if record["step"] <= step]
+    path = Path(output_dir) / METRICS_FILE
+    if path.is_file():
+        path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+
+
+def tracker_name(report_to: str) -> str | None:
+    """The accelerate tracker for ``report_to``; checks its package is installed."""
+    import importlib.util
+
+    from eagle3cli.errors import Eagle3Error
+
+    if report_to == "none":
+        return None
+    package = "tensorboard" if report_to == "tensorboard" else "wandb"
+    if importlib.util.find_spec(package) is None and not (report_to == "tensorboard" and importlib.util.find_spec("tensorboardX")):
+        raise Eagle3Error(f"--report-to {report_to} needs the {package} package", hint=f"pip install {package}")
+    return report_to

@@ -1,0 +1,388 @@
+"""The training loop shared by ``train online`` and ``train offline``.
+
+The two commands differ only in the :class:`TrainingInputs` they hand over — where target
+states come from (:class:`BatchSource`), the target's ``lm_head`` and embedding, and how the
+vocabulary map is counted. Everything else is here:
+
+1. accelerate (DDP by default, FSDP with ``fsdp``; ``accelerate launch`` or ``torchrun``),
+2. the draft, its frozen vocabulary map (process 0 computes it once) and embedding,
+3. resume from the newest complete checkpoint (weights, optimizer, scheduler, RNG, data position),
+4. per micro-batch: target rows, all-reduced loss normalizers, the shared unrolled step,
+5. per optimizer step: clip, step, schedule; log / eval (best/) / save at their intervals,
+6. at the end: eval, a step checkpoint and ``final/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from eagle3cli.config import TrainHyperParameters
+from eagle3cli.configfile import write_resolved_config
+from eagle3cli.draft.config import DraftConfig
+from eagle3cli.draft.model import Eagle3DraftModel
+from eagle3cli.draft.vocab import VocabMap
+from eagle3cli.errors import Eagle3Error
+from eagle3cli.training import checkpoints
+from eagle3cli.training.accelerate_setup import make_accelerator, make_scheduler, prepare, reset_accelerate_state
+from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_batch, num_micro_batches
+from eagle3cli.training.draft_setup import build_draft, init_vocab_map, shared_vocab_map
+from eagle3cli.training.metrics import NUM_METRIC_ROWS, summarize
+from eagle3cli.training.reporting import Reporter, drop_metrics_after
+from eagle3cli.training.step import TargetBatch, TargetRows, num_trained_positions, target_rows, unrolled_step
+
+logger = logging.getLogger("eagle3cli.training")
+
+
+class BatchSource(Protocol):
+    """Samples with their target states: the dump reader or the target in the loop."""
+
+    @property
+    def num_samples(self) -> int: ...
+
+    def batch(self, indices: list[int], device: torch.device) -> TargetBatch:
+        """The samples at ``indices``, right-padded, with their target states on ``device``."""
+        ...
+
+
+@dataclass
+class RunContext:
+    """What input preparation may need from the run: device and process roles."""
+
+    device: torch.device
+    is_main_process: bool
+    wait_for_everyone: Callable[[], None]
+    mixed_precision: bool
+
+
+@dataclass
+class TrainingInputs:
+    draft_config: DraftConfig
+    embed_tokens: torch.Tensor  # [vocab, hidden], the target's
+    lm_head: torch.Tensor  # [vocab, target hidden], the target's, on the run's device
+    train: BatchSource
+    eval: BatchSource | None
+    count_vocab_map: Callable[[], VocabMap]  # called on process 0 when no map exists yet
+
+
+@dataclass
+class TrainSummary:
+    output_dir: Path
+    global_step: int
+    total_steps: int
+    final_dir: Path
+    best_dir: Path | None
+    best_sim_accept_len: float | None
+    is_main_process: bool
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class DraftTrainingModule(nn.Module):
+    """The draft behind one ``forward`` (what DDP/FSDP wrap): the unrolled step."""
+
+    def __init__(self, draft: Eagle3DraftModel, config: TrainHyperParameters) -> None:
+        super().__init__()
+        self.draft = draft
+        self.ttt_length = config.ttt_length
+        self.loss_decay = config.loss_decay
+        self.hidden_noise_std = config.hidden_noise_std
+
+    def forward(
+        self, batch: TargetBatch, rows: TargetRows, normalizers: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        output = unrolled_step(
+            self.draft, batch, rows, ttt_length=self.ttt_length, loss_decay=self.loss_decay,
+            normalizers=normalizers, hidden_noise_std=self.hidden_noise_std if self.training else 0.0,
+        )
+        return output.loss, output.metric_sums
+
+
+@dataclass
+class Run:
+    """The live objects of a run, passed between the loop's helpers."""
+
+    config: TrainHyperParameters
+    output_dir: Path
+    accelerator: Any
+    module: nn.Module
+    optimizer: Any
+    scheduler: Any
+    inputs: TrainingInputs
+    draft_config: DraftConfig
+    t2d: torch.Tensor
+    state: checkpoints.TrainerState
+    total_steps: int
+    micro_batches_per_epoch: int
+    reporter: Reporter
+
+
+def train(
+    config: TrainHyperParameters,
+    output_dir: Path,
+    prepare_inputs: Callable[[RunContext], TrainingInputs],
+    *,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainSummary:
+    """Train a draft; ``on_step(step, total)`` is called on process 0 after each optimizer step."""
+    try:
+        run = start_run(config, Path(output_dir), prepare_inputs)
+        train_metrics, eval_metrics = training_loop(run, on_step)
+        run.accelerator.end_training()
+    finally:
+        reset_accelerate_state()
+    best = run.output_dir / checkpoints.BEST_DIR
+    return TrainSummary(
+        output_dir=run.output_dir, global_step=run.state.global_step, total_steps=run.total_steps,
+        final_dir=run.output_dir / checkpoints.FINAL_DIR, best_dir=best if best.is_dir() else None,
+        best_sim_accept_len=run.state.best_sim_accept_len, is_main_process=run.accelerator.is_main_process,
+        train_metrics=train_metrics, eval_metrics=eval_metrics,
+    )
+
+
+def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Callable[[RunContext], TrainingInputs]) -> Run:
+    """Steps 1–3: accelerator, inputs, draft, optimizer, scheduler, resume."""
+    accelerator = make_accelerator(config, output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not config.resume:
+            checkpoints.remove_run_outputs(output_dir)
+        warn_about_changed_settings(config, output_dir)
+        write_resolved_config(config, output_dir)
+    accelerator.wait_for_everyone()
+    context = RunContext(accelerator.device, accelerator.is_main_process, accelerator.wait_for_everyone, config.precision == "bf16")
+    inputs = prepare_inputs(context)
+    vocab_map = run_vocab_map(config, output_dir, inputs, accelerator)
+    draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init_draft=config.init_draft)
+    module = DraftTrainingModule(draft, config)
+    parameters = [parameter for parameter in module.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    micro_batches = num_micro_batches(inputs.train.num_samples, config.per_device_batch_size, accelerator.num_processes)
+    total_steps = planned_steps(config, micro_batches)
+    scheduler = make_scheduler(config.lr_scheduler, optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    module, optimizer = prepare(accelerator, module, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    state = resume_state(accelerator, output_dir) if config.resume else checkpoints.TrainerState()
+    torch.manual_seed(config.seed + 1 + accelerator.process_index)  # noise; restored on resume
+    if config.resume and state.global_step:
+        accelerator.load_state(str(checkpoints.step_dir(output_dir, state.global_step) / checkpoints.TRAINING_STATE_DIR))
+        if accelerator.is_main_process:
+            drop_metrics_after(output_dir, state.global_step)
+        logger.info("resumed from step %d (epoch %d, micro-batch %d)", state.global_step, state.epoch, state.micro_batch)
+    if config.report_to != "none":
+        accelerator.init_trackers(config.run_name or output_dir.resolve().name, config=tracker_config(config))
+    reporter = Reporter(output_dir, accelerator, total_steps, accelerator.is_main_process)
+    return Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
+               draft.t2d, state, total_steps, micro_batches, reporter)
+
+
+def run_vocab_map(config: TrainHyperParameters, output_dir: Path, inputs: TrainingInputs, accelerator: Any) -> VocabMap:
+    count = inputs.count_vocab_map
+    if config.init_draft is not None:
+        count = lambda: init_vocab_map(Path(config.init_draft))  # noqa: E731  # fine-tune keeps its map
+    return shared_vocab_map(
+        output_dir, inputs.draft_config, is_main_process=accelerator.is_main_process,
+        wait_for_everyone=accelerator.wait_for_everyone, compute=count,
+    )
+
+
+def warn_about_changed_settings(config: TrainHyperParameters, output_dir: Path) -> None:
+    """A rerun that resumes with other settings than the run it continues: say which."""
+    import json
+
+    path = output_dir / "config.json"
+    if not config.resume or not path.is_file() or not checkpoints.complete_checkpoints(output_dir):
+        return
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    changed = sorted(key for key, value in config.model_dump(mode="json").items() if previous.get(key) != value)
+    if changed:
+        logger.warning("resuming with settings changed since the last run: %s", ", ".join(changed))
+
+
+def planned_steps(config: TrainHyperParameters, micro_batches_per_epoch: int) -> int:
+    steps_per_epoch = micro_batches_per_epoch // config.gradient_accumulation_steps
+    if steps_per_epoch == 0:
+        raise Eagle3Error(
+            f"the training data is too small for one optimizer step ({micro_batches_per_epoch} micro-batches per epoch, "
+            f"{config.gradient_accumulation_steps} per step)",
+            hint="lower --per-device-batch-size or --gradient-accumulation-steps, or add data",
+        )
+    total = steps_per_epoch * config.num_epochs
+    return total if config.max_steps is None else min(total, config.max_steps)
+
+
+def resume_state(accelerator: Any, output_dir: Path) -> checkpoints.TrainerState:
+    found = checkpoints.complete_checkpoints(output_dir)
+    return checkpoints.TrainerState.read(found[-1] / checkpoints.TRAINER_STATE_FILE) if found else checkpoints.TrainerState()
+
+
+def tracker_config(config: TrainHyperParameters) -> dict[str, Any]:
+    """Hyper-parameters as tracker-friendly scalars (TensorBoard hparams take no None)."""
+    return {key: "none" if value is None else value for key, value in config.model_dump(mode="json").items()}
+
+
+def training_loop(run: Run, on_step: Callable[[int, int], None] | None) -> tuple[dict[str, float], dict[str, float]]:
+    """Steps 4–6."""
+    config, state = run.config, run.state
+    train_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    window = Window(run)
+    last_saved = state.global_step if state.global_step else None
+    last_evaluated = None
+    while state.global_step < run.total_steps:
+        window.add(*optimizer_step(run))
+        state.global_step += 1
+        if on_step is not None and run.accelerator.is_main_process:
+            on_step(state.global_step, run.total_steps)
+        if state.global_step % config.log_steps == 0 or state.global_step == run.total_steps:
+            train_metrics = window.flush()
+        if config.eval_steps and state.global_step % config.eval_steps == 0:
+            eval_metrics, last_evaluated = evaluate_and_keep_best(run), state.global_step
+        if config.save_steps and state.global_step % config.save_steps == 0:
+            save_step_checkpoint(run)
+            last_saved = state.global_step
+    if last_evaluated != state.global_step:
+        eval_metrics = evaluate_and_keep_best(run)
+    if last_saved != state.global_step:
+        save_step_checkpoint(run)
+    write_named_draft(run, run.output_dir / checkpoints.FINAL_DIR)
+    return train_metrics, eval_metrics
+
+
+def next_local_batch(run: Run) -> list[int]:
+    """This process's next micro-batch of sample indices; advances the data position."""
+    state, config = run.state, run.config
+    if state.micro_batch >= run.micro_batches_per_epoch - run.micro_batches_per_epoch % config.gradient_accumulation_steps:
+        state.epoch, state.micro_batch = state.epoch + 1, 0
+    order = epoch_order(run.inputs.train.num_samples, config.seed, state.epoch)
+    indices = local_micro_batch(
+        order, state.micro_batch, per_device_batch_size=config.per_device_batch_size,
+        world_size=run.accelerator.num_processes, rank=run.accelerator.process_index,
+    )
+    state.micro_batch += 1
+    return indices
+
+
+def optimizer_step(run: Run) -> tuple[torch.Tensor, int]:
+    """``gradient_accumulation_steps`` micro-batches, then one optimizer step.
+    Returns the local metric sums and real token count."""
+    accelerator, config = run.accelerator, run.config
+    sums = torch.zeros(NUM_METRIC_ROWS, config.ttt_length, dtype=torch.float64, device=accelerator.device)
+    num_tokens = 0
+    for _ in range(config.gradient_accumulation_steps):
+        batch = run.inputs.train.batch(next_local_batch(run), accelerator.device)
+        rows = target_rows(batch.last_hidden, batch.loss_mask, run.inputs.lm_head, run.t2d)
+        # Normalise by the trained positions of all processes: the loss (and its gradient,
+        # which DDP averages) equals that of the whole global batch on one process.
+        normalizers = accelerator.reduce(num_trained_positions(rows.trained, config.ttt_length), "sum")
+        with accelerator.accumulate(run.module):
+            loss, step_sums = run.module(batch, rows, normalizers)
+            accelerator.backward(loss * accelerator.num_processes)
+        sums += step_sums.detach()
+        num_tokens += int(batch.attention_mask.sum())
+    accelerator.clip_grad_norm_(run.module.parameters(), config.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return sums, num_tokens
+
+
+class Window:
+    """Metric sums and tokens since the last log line; reduced across processes at each log."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.started = time.perf_counter()
+        self.first_step = run.state.global_step
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(NUM_METRIC_ROWS, self.run.config.ttt_length, dtype=torch.float64, device=self.run.accelerator.device)
+        self.num_tokens = 0
+        self.window_started = time.perf_counter()
+
+    def add(self, sums: torch.Tensor, num_tokens: int) -> None:
+        self.sums += sums
+        self.num_tokens += num_tokens
+
+    def flush(self) -> dict[str, float]:
+        run, accelerator = self.run, self.run.accelerator
+        sums = accelerator.reduce(self.sums, "sum")
+        tokens = accelerator.reduce(torch.tensor([float(self.num_tokens)], device=accelerator.device), "sum")
+        now = time.perf_counter()
+        step = run.state.global_step
+        metrics = summarize(sums, run.config.loss_decay)
+        metrics["lr"] = float(run.scheduler.get_last_lr()[0])
+        metrics["tokens_per_s"] = float(tokens[0]) / max(now - self.window_started, 1e-9)
+        seconds_per_step = (now - self.started) / max(step - self.first_step, 1)
+        metrics["eta_s"] = seconds_per_step * (run.total_steps - step)
+        metrics["epoch"] = float(run.state.epoch)
+        run.reporter.report("train", step, metrics)
+        self.reset()
+        return metrics
+
+
+@torch.no_grad()
+def evaluate(run: Run) -> dict[str, float] | None:
+    """Eval metrics over every eval sample (all processes), or None without eval data."""
+    source, accelerator = run.inputs.eval, run.accelerator
+    if source is None:
+        return None
+    batch_size = run.config.per_device_batch_size
+    num_batches = math.ceil(source.num_samples / (batch_size * accelerator.num_processes))
+    batches = list(eval_batches(source.num_samples, batch_size, world_size=accelerator.num_processes, rank=accelerator.process_index))
+    sums = torch.zeros(NUM_METRIC_ROWS, run.config.ttt_length, dtype=torch.float64, device=accelerator.device)
+    run.module.eval()
+    for index in range(num_batches):  # the same number of forwards on every process (FSDP gathers)
+        indices = batches[index] if index < len(batches) else [0]
+        batch = source.batch(indices, accelerator.device)
+        rows = target_rows(batch.last_hidden, batch.loss_mask, run.inputs.lm_head, run.t2d)
+        _, step_sums = run.module(batch, rows, None)
+        if index < len(batches):
+            sums += step_sums
+    run.module.train()
+    return summarize(accelerator.reduce(sums, "sum"), run.config.loss_decay)
+
+
+def evaluate_and_keep_best(run: Run) -> dict[str, float]:
+    metrics = evaluate(run)
+    if metrics is None:
+        return {}
+    state = run.state
+    run.reporter.report("eval", state.global_step, metrics)
+    if state.best_sim_accept_len is None or metrics["sim_accept_len"] > state.best_sim_accept_len:
+        state.best_sim_accept_len, state.best_step = metrics["sim_accept_len"], state.global_step
+        write_named_draft(run, run.output_dir / checkpoints.BEST_DIR, {"eval_metrics.json": {"step": state.global_step, **metrics}})
+    return metrics
+
+
+def write_named_draft(run: Run, directory: Path, extra: dict[str, Any] | None = None) -> None:
+    """``best/`` or ``final/``: gathered on every process (FSDP), written by process 0."""
+    module_state = run.accelerator.get_state_dict(run.module)
+    if run.accelerator.is_main_process:
+        checkpoints.write_draft(directory, module_state, run.draft_config, extra)
+    run.accelerator.wait_for_everyone()
+
+
+def save_step_checkpoint(run: Run) -> None:
+    accelerator, step = run.accelerator, run.state.global_step
+    if accelerator.is_main_process:
+        checkpoints.begin_step_checkpoint(run.output_dir, step)
+    accelerator.wait_for_everyone()
+    staging = checkpoints.staging_dir(run.output_dir, step)
+    accelerator.save_state(str(staging / checkpoints.TRAINING_STATE_DIR))
+    module_state = accelerator.get_state_dict(run.module)
+    if accelerator.is_main_process:
+        path = checkpoints.finish_step_checkpoint(
+            run.output_dir, step, module_state, run.draft_config, run.state, keep=run.config.save_total_limit
+        )
+        logger.info("checkpoint saved: %s", path)
+    accelerator.wait_for_everyone()

@@ -1,0 +1,146 @@
+"""``train offline``: the same step as online on dumped states, and the dump/target checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from builders.training import cycle_target_dir, single_thread_torch, write_cycle_data
+from eagle3cli.cli.main import app
+from eagle3cli.config import DumpHiddenConfig, OfflineTrainConfig, OnlineTrainConfig
+from eagle3cli.errors import Eagle3Error
+from eagle3cli.training.draft_setup import build_draft
+from eagle3cli.training.offline import prepare_offline, train_offline
+from eagle3cli.training.online import prepare_online
+from eagle3cli.training.reporting import read_metrics
+from eagle3cli.training.step import target_rows, unrolled_step
+from eagle3cli.training.trainer import RunContext
+
+single_thread = pytest.fixture(autouse=True, scope="module")(single_thread_torch)
+CPU = RunContext(torch.device("cpu"), True, lambda: None, mixed_precision=False)
+
+
+def dump(data: Path, target: Path, output: Path) -> Path:
+    from eagle3cli.dump.runner import dump_hidden
+
+    dump_hidden(DumpHiddenConfig(
+        data=str(data), target_model=str(target), output_dir=str(output), chat_template="qwen3",
+        dtype="float32", draft_vocab_size=64, device="cpu", shard_size=8,
+    ))
+    return output
+
+
+@pytest.fixture(scope="module")
+def dumped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("offline")
+    target = cycle_target_dir(tmp_path_factory)
+    write_cycle_data(root / "train.jsonl", 24)
+    write_cycle_data(root / "eval.jsonl", 6, first_index=1000)
+    return {
+        "root": root, "target": target, "train_data": root / "train.jsonl",
+        "train": dump(root / "train.jsonl", target, root / "train_dump"),
+        "eval": dump(root / "eval.jsonl", target, root / "eval_dump"),
+    }
+
+
+def offline_config(dumped: dict[str, Path], output: Path, **overrides) -> OfflineTrainConfig:
+    fields = dict(
+        target_model=str(dumped["target"]), train_hidden=str(dumped["train"]), eval_hidden=str(dumped["eval"]),
+        output_dir=str(output), precision="fp32", per_device_batch_size=4, ttt_length=3, learning_rate=3e-3,
+    )
+    return OfflineTrainConfig(**{**fields, **overrides})
+
+
+def test_online_and_offline_give_the_same_loss_on_the_same_batch(dumped) -> None:
+    online = prepare_online(OnlineTrainConfig(
+        target_model=str(dumped["target"]), train_data=str(dumped["train_data"]), output_dir="unused",
+        chat_template="qwen3", draft_vocab_size=64, precision="fp32",
+    ), CPU)
+    offline = prepare_offline(offline_config(dumped, Path("unused")), CPU)
+    vocab_map = online.count_vocab_map()
+    assert torch.equal(vocab_map.d2t, offline.count_vocab_map().d2t)
+    outputs = []
+    for inputs in (online, offline):
+        draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=0, init_draft=None)
+        batch = inputs.train.batch([3, 11, 20], torch.device("cpu"))
+        rows = target_rows(batch.last_hidden, batch.loss_mask, inputs.lm_head, draft.t2d)
+        outputs.append(unrolled_step(draft, batch, rows, ttt_length=3, loss_decay=0.8))
+    torch.testing.assert_close(outputs[0].loss, outputs[1].loss, rtol=1e-5, atol=1e-6)
+    assert torch.equal(outputs[0].metric_sums[1:], outputs[1].metric_sums[1:])  # counts agree exactly
+
+
+def test_offline_training_learns_and_keeps_best(dumped, tmp_path: Path) -> None:
+    summary = train_offline(offline_config(dumped, tmp_path / "run", num_epochs=6, log_steps=6, eval_steps=18))
+    logs = [record for record in read_metrics(tmp_path / "run") if record["kind"] == "train"]
+    assert summary.global_step == 36 and logs[-1]["loss"] < 0.6 * logs[0]["loss"]
+    assert summary.eval_metrics["acc@0"] > 0.6
+    assert CliRunner().invoke(app, ["inspect", str(tmp_path / "run" / "best")]).exit_code == 0
+
+
+def test_cli_offline_runs_from_flags(dumped, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "train", "offline", "--target-model", str(dumped["target"]), "--train-hidden", str(dumped["train"]),
+        "--output-dir", str(tmp_path / "out"), "--precision", "fp32", "--max-steps", "2", "--ttt-length", "2",
+        "--lm-head-key", "lm_head.weight", "--train-data", str(dumped["train_data"]),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "best draft" in result.output and (tmp_path / "out" / "final" / "model.safetensors").is_file()
+
+
+def test_dump_of_another_target_is_refused(dumped, llama_target_dir: Path, tmp_path: Path) -> None:
+    config = offline_config(dumped, tmp_path / "out", target_model=str(llama_target_dir), eval_hidden=None)
+    with pytest.raises(Eagle3Error, match="was not made from target"):
+        train_offline(config)
+
+
+def test_same_shaped_target_with_another_config_is_refused(dumped, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    changed = tmp_path / "changed_target"
+    shutil.copytree(dumped["target"], changed)
+    config_json = json.loads((changed / "config.json").read_text())
+    config_json["rms_norm_eps"] = 1e-5
+    (changed / "config.json").write_text(json.dumps(config_json))
+    with pytest.raises(Eagle3Error, match="sha256"):
+        train_offline(offline_config(dumped, tmp_path / "out", target_model=str(changed)))
+
+
+def test_missing_lm_head_key_is_named(dumped, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "train", "offline", "--target-model", str(dumped["target"]), "--train-hidden", str(dumped["train"]),
+        "--output-dir", str(tmp_path / "out"), "--lm-head-key", "model.lm_head.weight", "--precision", "fp32",
+    ])
+    assert result.exit_code == 1
+    assert "model.lm_head.weight" in result.output and "did you mean 'lm_head.weight'" in result.output
+
+
+def test_draft_config_with_other_capture_layers_is_refused(dumped, tmp_path: Path) -> None:
+    from eagle3cli.draft.derive import read_target_config
+    from eagle3cli.dump import open_dump
+    from eagle3cli.training.offline import offline_draft_config
+
+    dump_of_other_layers = open_dump(dumped["train"])
+    manifest = {**dump_of_other_layers.manifest, "aux_layer_ids": [1, 2, 4]}  # as a deeper target's dump
+    dump_of_other_layers = dataclasses.replace(dump_of_other_layers, manifest=manifest)
+    config = offline_config(dumped, tmp_path / "out", draft_config=str(dumped["train"] / "draft_config.json"))
+    with pytest.raises(Eagle3Error, match=r"captures layers \[1, 2, 3\], the dump .* holds layers \[1, 2, 4\]"):
+        offline_draft_config(config, dump_of_other_layers, read_target_config(dumped["target"]))
+
+
+def test_draft_config_from_another_target_is_refused(dumped, llama_target_dir: Path, tmp_path: Path) -> None:
+    from eagle3cli.draft.config_json import write_draft_config
+    from eagle3cli.draft.derive import read_target_config, resolve_draft_config
+
+    write_draft_config(tmp_path / "draft.json", resolve_draft_config(read_target_config(llama_target_dir)))
+    with pytest.raises(Eagle3Error, match="vocab_size"):
+        train_offline(offline_config(dumped, tmp_path / "out", draft_config=str(tmp_path / "draft.json")))
+
+
+def test_chat_template_that_differs_from_the_dump_is_refused(dumped, tmp_path: Path) -> None:
+    with pytest.raises(Eagle3Error, match="chat-template"):
+        train_offline(offline_config(dumped, tmp_path / "out", chat_template="hunyuan"))
