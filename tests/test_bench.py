@@ -156,3 +156,27 @@ def test_report_figures() -> None:
     assert summary["categories"]["math"]["speedup"] == pytest.approx(2.5)
     with pytest.raises(Eagle3Error, match="different questions"):
         summarize({"eagle": eagle, "baseline": [QuestionResult(2, "math", [])]}, {}, {})
+
+
+def test_vllm_backend_flags_reach_the_vllm_runner(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.bench import vllm_backend
+
+    calls: list[dict] = []
+
+    def fake_run(questions, **kwargs):
+        calls.append(kwargs)
+        speculative = kwargs["draft_dir"] is not None
+        turns = [TurnResult("x", 4, 1.0 if speculative else 2.0, [2, 1] if speculative else [], [1, 2, 3, 4])]
+        results = [QuestionResult(q.question_id, q.category, turns) for q in questions]
+        return vllm_backend.VllmBenchRun(results, {"backend": "vllm", "speculative": speculative})
+
+    monkeypatch.setattr(vllm_backend, "run_vllm_questions", fake_run)
+    args = bench_args(qwen3_target_dir, random_draft_dir, tmp_path, "--backend", "vllm", "--num-speculative-tokens", "4", "--no-metrics")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [call["draft_dir"] is None for call in calls] == [True, False]  # baseline, then eagle
+    assert all(call["num_speculative_tokens"] == 4 and call["dtype"] == "float32" for call in calls)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["modes"]["eagle"]["vllm"] == {"backend": "vllm", "speculative": True}
+    assert summary["speedup"] == pytest.approx(2.0)
+    assert not (tmp_path / "summary.png").exists()

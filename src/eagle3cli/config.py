@@ -112,6 +112,109 @@ class ServeConfig(StageConfig):
     extra_args: list[str] = Field(default_factory=list, description="More vLLM server arguments, passed through unchanged.")
 
 
+DumpDtype = Literal["bfloat16", "float16", "float32"]
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+DUMP_BACKENDS = ("hf",)
+
+
+def _check_dump_backend(value: object) -> object:
+    """A clear message for the backends that are planned but not implemented (vllm, sglang)."""
+    if isinstance(value, str) and value not in DUMP_BACKENDS:
+        raise ValueError(f"backend '{value}' is not supported; only 'hf' (transformers) is implemented for now")
+    return value
+
+
+class DumpHiddenConfig(StageConfig):
+    """``eagle3 dump-hidden``: the target's hidden states for offline training, as safetensors shards."""
+
+    data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
+    target_model: str = Field(description="Target model directory or hub id.")
+    output_dir: str = Field(description="Output folder: shards/, manifest.json, vocab_map.safetensors, draft_config.json, config.json.")
+    backend: Annotated[Literal["hf"], BeforeValidator(_check_dump_backend)] = Field("hf", description="Forward backend; only hf (transformers) for now.")
+    draft_config: str | None = Field(None, description="Draft config file naming the capture layers; default: derived from the target ([2, N//2, N-3]).")
+    draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size of the vocab map; default: the draft config's (32000 capped at the target vocabulary).")
+    format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
+    chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own chat_template).")
+    max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
+    enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
+    system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
+    dtype: DumpDtype = Field("bfloat16", description="Dtype of the target forward and of the stored hidden states.")
+    batch_tokens: int = Field(16384, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone).")
+    shard_size: int = Field(128, gt=0, description="Samples per shard (by position in the data); shards are the unit of resume and of work per process.")
+    num_samples: int | None = Field(None, gt=0, description="Dump only the first N valid records.")
+    on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
+    device: DeviceChoice = Field("auto", description="auto: cuda (this process's local GPU) when available, else cpu.")
+    trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")
+    overwrite: bool = Field(False, description="Delete an existing dump in output_dir (also one made with other settings) and start over.")
+    force: bool = Field(False, description="Start even when the estimated output size exceeds the free disk space.")
+
+
+TrainPrecision = Literal["bf16", "fp32"]
+LrScheduler = Literal["constant", "cosine", "linear"]
+ReportTo = Literal["none", "tensorboard", "wandb"]
+
+
+class TrainHyperParameters(StageConfig):
+    """Hyper-parameters shared by ``eagle3 train online`` and ``eagle3 train offline``."""
+
+    num_epochs: int = Field(1, gt=0, description="Passes over the training data.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak AdamW learning rate.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Fraction of the optimizer steps spent warming the learning rate up from 0.")
+    lr_scheduler: LrScheduler = Field("cosine", description="Learning-rate schedule after warmup: constant, cosine or linear decay to 0.")
+    per_device_batch_size: int = Field(1, gt=0, description="Samples per process per micro-batch (padded to the longest).")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    max_grad_norm: float = Field(0.5, gt=0, description="Gradient clipping norm.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    precision: TrainPrecision = Field("bf16", description="bf16: autocast (and a bf16 target online); fp32: everything in float32.")
+    ttt_length: int = Field(7, gt=0, description="Training-time-test unroll length: draft steps trained per position.")
+    loss_decay: float = Field(0.8, gt=0, le=1, description="Weight decay^i of unroll step i's loss.")
+    draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size; default: the draft config's (32000 capped at the target vocabulary).")
+    seed: int = Field(0, description="Seed of initialisation, data order and noise.")
+    log_steps: int = Field(10, gt=0, description="Optimizer steps between log lines.")
+    eval_steps: int | None = Field(None, gt=0, description="Optimizer steps between evaluations (also run at the end); default: only at the end.")
+    save_steps: int | None = Field(None, gt=0, description="Optimizer steps between checkpoints (one is always saved at the end); default: only at the end.")
+    save_total_limit: int | None = Field(2, gt=0, description="Step checkpoints kept (oldest deleted first); best/ is kept apart. None keeps all.")
+    report_to: ReportTo = Field("none", description="Metrics tracker: none, tensorboard (event files under OUTPUT/runs) or wandb.")
+    run_name: str | None = Field(None, description="Run name for the tracker; default: the output folder's name.")
+    hidden_noise_std: float = Field(0.0, ge=0, description="Std of Gaussian noise added to the target hidden states while training.")
+    fsdp: bool = Field(False, description="Shard the draft with FSDP instead of DDP replicas.")
+    resume: bool = Field(True, description="Continue from the latest checkpoint in output_dir when there is one.")
+    init_draft: str | None = Field(None, description="Draft checkpoint to fine-tune from (its vocabulary map is reused).")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (default: num_epochs over the data).")
+
+
+class OnlineTrainConfig(TrainHyperParameters):
+    """``eagle3 train online``: the target runs in the loop and gives hidden states and targets."""
+
+    target_model: str = Field(description="Target model directory or hub id.")
+    train_data: str = Field(description="Training conversations: .jsonl/.json/.parquet file, folder, glob or hub dataset.")
+    eval_data: str | None = Field(None, description="Evaluation conversations (same forms); eval sim_accept_len picks best/.")
+    output_dir: str = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
+    draft_config: str | None = Field(None, description="Draft config file; default: derived from the target.")
+    format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
+    chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own chat_template).")
+    max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
+    enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
+    system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
+    num_samples: int | None = Field(None, gt=0, description="Use only the first N valid training records.")
+    on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
+    trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")
+
+
+class OfflineTrainConfig(TrainHyperParameters):
+    """``eagle3 train offline``: hidden states from ``dump-hidden`` shards, targets from the target's lm_head."""
+
+    target_model: str = Field(description="Target model directory or hub id (only config, lm_head and embedding are read).")
+    train_hidden: str = Field(description="Hidden-state dump folder (eagle3 dump-hidden --output-dir) to train on.")
+    eval_hidden: str | None = Field(None, description="Hidden-state dump folder to evaluate on; eval sim_accept_len picks best/.")
+    output_dir: str = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
+    train_data: str | None = Field(None, description="The conversations the dump was made from; checked against its manifest when given.")
+    draft_config: str | None = Field(None, description="Draft config file; default: the dump's draft_config.json (its capture layers must match the dump).")
+    chat_template: ChatTemplateName | None = Field(None, description="Checked against the dump's chat template when given.")
+    max_length: int | None = Field(None, gt=0, description="Crop samples to this many tokens (default: as dumped).")
+    lm_head_key: str | None = Field(None, description="Safetensors key of the target's lm_head (default: lm_head.weight, or the embedding when tied).")
+    embed_key: str = Field("model.embed_tokens.weight", description="Safetensors key of the target's input embedding.")
+
 
 BenchMode = Literal["eagle", "baseline", "both"]
 BenchDtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -145,6 +248,9 @@ class BenchConfig(StageConfig):
     chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own).")
     system_prompt: str | None = Field(None, description="System prompt for every question; none otherwise.")
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode.")
+    backend: Literal["hf", "vllm"] = Field("hf", description="hf: the built-in tree decoder; vllm: vLLM's own speculative decoding (a chain).")
+    num_speculative_tokens: int = Field(3, ge=1, description="vllm backend: draft tokens proposed per step.")
+    vllm_python: str | None = Field(None, description="vllm backend: Python with vLLM installed; default $EAGLE3_VLLM_PYTHON, else this Python.")
 
     @model_validator(mode="after")
     def _draft_needed(self) -> "BenchConfig":

@@ -226,17 +226,47 @@ def run_workers(
     }
 
 
+def run_vllm_modes(
+    config: BenchConfig, questions: list[Question], on_question: QuestionCallback | None
+) -> tuple[dict[str, list[QuestionResult]], dict[str, Any]]:
+    """Every mode through vLLM's own engine: eagle = speculative (a chain), baseline = the target alone."""
+    from eagle3cli.bench.vllm_backend import run_vllm_questions
+    from eagle3cli.hub import resolve_model_dir
+
+    device = resolve_device(config.device)
+    dtype = "float32" if config.dtype == "auto" and device.type == "cpu" else config.dtype
+    modes: dict[str, list[QuestionResult]] = {}
+    metrics: dict[str, Any] = {}
+    for mode in modes_of(config):
+        draft_dir = resolve_model_dir(config.eagle_model_path) if mode == "eagle" else None
+        run = run_vllm_questions(
+            questions, target_dir=resolve_model_dir(config.base_model_path), draft_dir=draft_dir,
+            log_path=Path(config.output_dir) / f"vllm-{mode}.log", num_speculative_tokens=config.num_speculative_tokens,
+            temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_token,
+            chat_template=config.chat_template, enable_thinking=config.enable_thinking,
+            system_prompt=config.system_prompt, seed=config.seed, vllm_python=config.vllm_python, dtype=dtype,
+            on_question=None if on_question is None else (lambda result, mode=mode: on_question(mode, result)),
+        )
+        modes[mode], metrics[mode] = run.results, run.metrics
+    return modes, metrics
+
+
 def run_bench(config: BenchConfig, *, on_question: QuestionCallback | None = None) -> dict[str, Any]:
     """Answer the selected questions in each mode; write answers, summary and plot; return the summary."""
     questions = select_questions(load_questions(config.bench_name, config.bench_data), config.question_begin, config.question_end)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     write_resolved_config(config, Path(config.output_dir))
-    groups = gpu_groups(config)
-    if len(groups) > 1:
+    vllm_metrics: dict[str, Any] = {}
+    groups = [] if config.backend == "vllm" else gpu_groups(config)
+    if config.backend == "vllm":
+        modes, vllm_metrics = run_vllm_modes(config, questions, on_question)
+    elif len(groups) > 1:
         modes = run_workers(config, questions, groups)
     else:
         modes = answer_all(config, questions, on_question)
     settings = config.model_dump(mode="json") | {"num_questions": len(questions), "num_workers": max(1, len(groups))}
     summary = summarize(modes, settings, hardware())
+    for mode, metrics in vllm_metrics.items():
+        summary["modes"][mode]["vllm"] = metrics
     write_outputs(config, modes, summary)
     return summary

@@ -44,6 +44,9 @@ def bench(
     chat_template: ChatTemplateOption = None,
     system_prompt: SystemPromptOption = None,
     enable_thinking: EnableThinkingOption = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="hf (built-in tree decoder, default) or vllm (vLLM's own speculative decoding).")] = None,
+    num_speculative_tokens: Annotated[Optional[int], typer.Option("--num-speculative-tokens", help="vllm backend: draft tokens per step (default 3).")] = None,
+    vllm_python: Annotated[Optional[str], typer.Option("--vllm-python", help="vllm backend: Python that has vLLM installed.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Speculative decoding vs plain decoding: acceptance length τ, tokens/s and speed-up.
