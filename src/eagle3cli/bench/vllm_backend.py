@@ -1,0 +1,211 @@
+"""``eagle3 bench --backend vllm``: the bench questions through vLLM's own speculative decoding.
+
+The same questions as the built-in decoder, asked the same way: turn by turn, each prompt the
+whole conversation so far (earlier answers included) rendered by the project's chat template
+with the generation prompt, stopping at the template's end-of-turn tokens; question ``i``
+samples with seed ``seed + i``; one untimed warm-up question first. With a draft, vLLM drafts
+a chain of ``num_speculative_tokens`` tokens per step (``method: eagle3``); without, it is the
+baseline. One engine per call, so ``both`` modes are two calls.
+
+Acceptance comes from vLLM's own counters (``LLM.get_metrics()``), attributed to each turn:
+``τ = 1 + accepted / drafts`` and per-position acceptance ``accepted_per_position[i] / drafts``.
+A turn's ``accept_lengths`` are rebuilt from those counts (see
+:meth:`~eagle3cli.bench.vllm_engine.SpecCounters.accept_lengths`: same multiset, sorted), so
+the report's τ and per-position figures equal vLLM's. ``wall_time`` is measured inside the
+worker around ``LLM.generate``.
+
+Because vLLM loads a bad draft silently (zero ``d2t`` offsets, uninitialised weights), the
+draft is checked with :func:`~eagle3cli.draft.checkpoint.inspect_checkpoint` against the
+target before vLLM sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from eagle3cli.bench.questions import Question
+from eagle3cli.bench.report import QuestionResult, TurnResult, mode_figures
+from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
+from eagle3cli.chat_template import TemplateName, end_of_turn_token_ids, render_generation_prompt, validate_template
+from eagle3cli.data.records import Turn
+from eagle3cli.errors import Eagle3Error
+
+VllmQuestionCallback = Callable[[QuestionResult], None]
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """How every turn is asked (the same for the warm-up and the timed questions)."""
+
+    template: TemplateName
+    enable_thinking: bool
+    system_prompt: str | None
+    sampling: dict[str, Any]  # SamplingParams fields shared by all turns (seed set per question)
+
+
+class VllmBenchRun(NamedTuple):
+    """Answers to the timed questions, and the run's figures (:func:`run_figures`)."""
+
+    results: list[QuestionResult]
+    metrics: dict[str, Any]
+
+
+def run_vllm_questions(
+    questions: Sequence[Question],
+    *,
+    target_dir: Path,
+    draft_dir: Path | None,
+    log_path: Path,
+    num_speculative_tokens: int = 3,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 1024,
+    chat_template: TemplateName = "auto",
+    enable_thinking: bool = False,
+    system_prompt: str | None = None,
+    seed: int = 42,
+    vllm_python: str | None = None,
+    dtype: str = "auto",
+    max_model_len: int | None = None,
+    engine_args: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    warmup: bool = True,
+    ready_timeout_s: float = 1800.0,
+    on_question: VllmQuestionCallback | None = None,
+) -> VllmBenchRun:
+    """Answer ``questions`` turn by turn with vLLM: speculative decoding with the EAGLE-3 draft
+    at ``draft_dir`` (a chain of ``num_speculative_tokens``), or the plain target when it is None.
+    Both are local directories (resolve hub ids with :func:`eagle3cli.hub.resolve_model_dir`).
+    ``dtype`` goes to vLLM as is: pass ``float32`` on CPU (vLLM's bf16 there gives garbage).
+
+    ``engine_args`` are extra ``vllm.LLM`` arguments (e.g. ``enforce_eager``), ``env`` extra
+    environment variables for vLLM (e.g. ``VLLM_CPU_KVCACHE_SPACE``); vLLM's output goes to
+    ``log_path``. Raises :class:`Eagle3Error` for a draft that does not fit the target, an
+    unusable chat template, or a vLLM that fails to start or answer.
+    """
+    from eagle3cli.hub import load_tokenizer
+
+    if not questions:
+        raise Eagle3Error("no questions to answer")
+    python = find_vllm_python(vllm_python, target_dir)
+    tokenizer = load_tokenizer(str(target_dir))
+    validate_template(tokenizer, chat_template, enable_thinking=enable_thinking)
+    if draft_dir is not None:
+        check_draft(Path(draft_dir), Path(target_dir))
+    settings = TurnSettings(chat_template, enable_thinking, system_prompt, {
+        "temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens,
+        "stop_token_ids": end_of_turn_token_ids(tokenizer, chat_template), "detokenize": False,
+    })
+    arguments = vllm_engine_args(
+        target_dir, draft_dir, num_speculative_tokens=num_speculative_tokens, dtype=dtype,
+        max_model_len=max_model_len, seed=seed, extra=engine_args,
+    )
+    with VllmEngine(python, arguments, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s) as engine:
+        if warmup:
+            answer_question(engine, tokenizer, questions[0], settings, seed)
+        results, counters = answer_questions(engine, tokenizer, questions, settings, seed, on_question)
+    return VllmBenchRun(results, run_figures(results, counters, engine, num_speculative_tokens if draft_dir else 0))
+
+
+def answer_questions(
+    engine: VllmEngine,
+    tokenizer: Any,
+    questions: Sequence[Question],
+    settings: TurnSettings,
+    seed: int,
+    on_question: VllmQuestionCallback | None,
+) -> tuple[list[QuestionResult], SpecCounters]:
+    """Every question in order (question ``i`` with seed ``seed + i``) and the counters they added."""
+    results, counters = [], SpecCounters()
+    for index, question in enumerate(questions):
+        result, question_counters = answer_question(engine, tokenizer, question, settings, seed + index)
+        results.append(result)
+        counters += question_counters
+        if on_question is not None:
+            on_question(result)
+    return results, counters
+
+
+def vllm_engine_args(
+    target_dir: Path,
+    draft_dir: Path | None,
+    *,
+    num_speculative_tokens: int,
+    dtype: str,
+    max_model_len: int | None,
+    seed: int,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``vllm.LLM`` arguments: the target, and with a draft the EAGLE-3 speculative config."""
+    if num_speculative_tokens < 1:
+        raise Eagle3Error(f"--num-speculative-tokens must be at least 1, got {num_speculative_tokens}")
+    arguments: dict[str, Any] = {"model": str(target_dir), "dtype": dtype, "seed": seed}
+    if max_model_len is not None:
+        arguments["max_model_len"] = max_model_len
+    if draft_dir is not None:
+        arguments["speculative_config"] = {
+            "method": "eagle3", "model": str(draft_dir), "num_speculative_tokens": num_speculative_tokens,
+        }
+    return arguments | dict(extra or {})
+
+
+def check_draft(draft_dir: Path, target_dir: Path) -> None:
+    """Refuse a draft vLLM would load silently but wrongly: the checkpoint checks and the target fit."""
+    from eagle3cli.draft.checkpoint import inspect_checkpoint
+    from eagle3cli.draft.derive import read_target_config
+
+    problems = inspect_checkpoint(draft_dir, target_config=read_target_config(target_dir)).problems
+    if problems:
+        raise Eagle3Error(f"draft {draft_dir} cannot be used with target {target_dir}: " + "; ".join(problems),
+                          hint=f"run `eagle3 inspect {draft_dir}`")
+
+
+def find_vllm_python(vllm_python: str | None, target_dir: Path) -> str:
+    """The interpreter with vLLM: ``vllm_python``, else ``$EAGLE3_VLLM_PYTHON``, else this one (checked)."""
+    from eagle3cli.config import ServeConfig
+    from eagle3cli.serving.launcher import resolve_vllm_python
+
+    # The one place that resolves and checks vLLM's interpreter takes a serve config.
+    return resolve_vllm_python(ServeConfig(target_model=str(target_dir), vllm_python=vllm_python))
+
+
+def answer_question(
+    engine: VllmEngine, tokenizer: Any, question: Question, settings: TurnSettings, seed: int
+) -> tuple[QuestionResult, SpecCounters]:
+    """Ask every turn in order (each prompt the whole conversation so far); the answers and
+    what they added to vLLM's acceptance counters."""
+    turns: list[Turn] = []
+    results = []
+    counters = SpecCounters()
+    for user_text in question.turns:
+        turns.append(Turn("user", user_text))
+        prompt = render_generation_prompt(
+            tokenizer, turns, template=settings.template,
+            enable_thinking=settings.enable_thinking, system_prompt=settings.system_prompt,
+        )
+        generation = engine.generate(prompt, settings.sampling | {"seed": seed})
+        text = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+        turns.append(Turn("assistant", text))
+        results.append(TurnResult(
+            text, len(generation.token_ids), generation.wall_time,
+            accept_lengths=generation.spec.accept_lengths(), token_ids=generation.token_ids,
+        ))
+        counters += generation.spec
+    return QuestionResult(question.question_id, question.category, results), counters
+
+
+def run_figures(
+    results: Sequence[QuestionResult], counters: SpecCounters, engine: VllmEngine, num_speculative_tokens: int
+) -> dict[str, Any]:
+    """The report's figures for these answers (tokens/s, τ), the backend's facts and, with a
+    draft, vLLM's own counters over the timed questions (warm-up excluded)."""
+    figures = mode_figures(results) | {
+        "backend": "vllm",
+        "vllm_version": engine.vllm_version,
+        "startup_seconds": engine.startup_seconds,
+        "num_speculative_tokens": num_speculative_tokens,
+    }
+    return figures | counters.figures() if num_speculative_tokens else figures

@@ -1,0 +1,109 @@
+"""Drafts saved by the project, verified inside the real vLLM (CPU build): the compatibility test.
+
+vLLM loads a draft without ``d2t`` (or with a wrong one) silently and just accepts nothing,
+so loading proves little: this test asserts acceptance. The target follows a known token
+cycle and the draft predicts it exactly (construction in ``builders/cycle_models.py``), with
+a draft vocabulary whose every ``d2t`` offset is non-zero. vLLM greedy with and without the
+draft must give the same tokens — the cycle's — with acceptance >= 0.9; the same draft with
+``d2t`` zeroed must accept (almost) nothing. Three engines per family start side by side.
+The draft's predictions are first checked in the project's own draft forward (fast).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import PreTrainedTokenizerBase
+
+from builders.cycle_models import CycleFamily, CycleTarget, build_cycle_draft, save_cycle_drafts, save_cycle_target
+from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
+from eagle3cli.draft.checkpoint import inspect_checkpoint
+from eagle3cli.draft.derive import read_target_config
+from vllm_env import vllm_python  # noqa: F401
+from vllm_offline import offline_engine
+
+NUM_SPECULATIVE_TOKENS = 3
+MAX_TOKENS = 48
+GREEDY = {"temperature": 0.0, "max_tokens": MAX_TOKENS, "ignore_eos": True, "detokenize": False}
+
+
+def prompts_for(target: CycleTarget) -> list[list[int]]:
+    """Prompts ending in a cycle token, in a token outside the cycle (a multiple of 4), and a longer one."""
+    cycle = target.cycle_ids.tolist()
+    generator = torch.Generator().manual_seed(1)
+    longer = cycle[:1] + torch.randint(3, len(target.next_token), (30,), generator=generator).tolist()
+    return [cycle[5:9], [cycle[3], 8], longer]
+
+
+def generate_all(engine: VllmEngine, prompts: list[list[int]]) -> tuple[list[list[int]], SpecCounters]:
+    outputs, counters = [], SpecCounters()
+    for prompt in prompts:
+        generation = engine.generate(prompt, GREEDY)
+        outputs.append(generation.token_ids)
+        counters += generation.spec
+    return outputs, counters
+
+
+def test_the_crafted_draft_predicts_the_targets_cycle_at_every_step(
+    tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase
+) -> None:
+    """The project's own draft forward: step 0 from the fused states of ``t_i`` and the
+    embedding of ``t_{i+1}``, later steps from the layer's own output and the last proposal."""
+    target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
+    draft = build_cycle_draft(target)
+    tokens = torch.arange(len(qwen3_tokenizer))  # every token as position i of its own sequence
+    positions = torch.zeros(len(tokens), 1, dtype=torch.int64)
+    next_token = target.next_token
+    with torch.no_grad():
+        hidden = draft.fuse(target.embeddings.repeat(1, 3)[:, None])  # [vocab, 1, H]: the 3 states are E[t_i]
+        inputs, expected = next_token[tokens], next_token[next_token[tokens]]
+        for _ in range(NUM_SPECULATIVE_TOKENS):
+            hidden = draft.layer(draft.embed(inputs[:, None]), hidden, positions)
+            proposals = draft.to_target_ids(draft.logits(hidden).argmax(-1))[:, 0]
+            assert torch.equal(proposals, expected)
+            inputs, expected = proposals, next_token[expected]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_a_saved_draft_is_accepted_by_vllm_and_only_through_its_d2t_map(
+    family: CycleFamily, vllm_python: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    tokenizer: PreTrainedTokenizerBase = request.getfixturevalue(f"{family}_tokenizer")
+    target = save_cycle_target(tmp_path / "target", family, tokenizer)
+    draft, zero_d2t_draft = save_cycle_drafts(tmp_path, target)
+    for checkpoint in (draft, zero_d2t_draft):
+        assert inspect_checkpoint(checkpoint, target_config=read_target_config(target.directory)).problems == []
+    d2t = load_file(draft / "model.safetensors")["d2t"]
+    assert bool((d2t != 0).all()) and d2t.numel() < len(tokenizer)
+    assert bool((load_file(zero_d2t_draft / "model.safetensors")["d2t"] == 0).all())
+
+    engines = {
+        "baseline": offline_engine(vllm_python, target.directory, tmp_path / "baseline.log"),
+        "draft": offline_engine(vllm_python, target.directory, tmp_path / "draft.log", draft=draft, k=NUM_SPECULATIVE_TOKENS),
+        "zero_d2t": offline_engine(vllm_python, target.directory, tmp_path / "zero.log", draft=zero_d2t_draft, k=NUM_SPECULATIVE_TOKENS),
+    }
+    prompts = prompts_for(target)
+    results = {}
+    with ExitStack() as stack:
+        for engine in engines.values():  # load side by side
+            engine.start()
+            stack.callback(engine.close)
+        for name, engine in engines.items():
+            engine.wait_ready()
+            results[name] = generate_all(engine, prompts)
+
+    expected = [target.greedy_continuation(prompt[-1], MAX_TOKENS) for prompt in prompts]
+    (baseline, no_drafts), (speculative, drafted), (zero_d2t, zero_drafted) = results.values()
+    assert baseline == expected  # vLLM runs the crafted target as built
+    assert no_drafts.num_drafts == 0
+    assert speculative == baseline and zero_d2t == baseline  # speculative decoding is lossless either way
+    assert drafted.num_drafts >= len(prompts) * MAX_TOKENS // (NUM_SPECULATIVE_TOKENS + 1) - len(prompts)
+    assert drafted.num_draft_tokens == drafted.num_drafts * NUM_SPECULATIVE_TOKENS
+    assert drafted.acceptance_rate >= 0.9, drafted
+    assert min(drafted.acceptance_by_position) >= 0.9, drafted
+    assert zero_drafted.num_drafts > 0 and zero_drafted.acceptance_rate <= 0.1, zero_drafted
