@@ -4,8 +4,9 @@
   ``position_ids`` to the unmodified model. The bool mask (True = attend) is turned into the
   additive float form, which both the ``sdpa`` and ``eager`` attention paths accept as is.
 - **Capture.** The three capture layers (vLLM numbering: id ``k`` = the input of decoder
-  layer ``k``) are read with forward pre-hooks on ``model.model.layers[k]``, registered for
-  one forward and removed after it; ``output_hidden_states`` would keep every layer.
+  layer ``k``) are read with :func:`eagle3cli.capture.capture_layer_inputs` (forward
+  pre-hooks registered for one forward; ``output_hidden_states`` would keep every layer) —
+  the same mechanism dump-hidden and online training use.
 - **Cache API.** transformers up to 5.19 takes ``past_key_values=`` and returns
   ``out.past_key_values``; later versions take ``cache=`` and return ``out.cache``. The
   keyword is read once from the forward signature. Compaction copies the kept positions in
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from eagle3cli.capture import base_model, capture_layer_inputs, check_layer_ids, concat_captured
 from eagle3cli.decoding.state import TargetOutput
 from eagle3cli.errors import Eagle3Error
 
@@ -37,32 +39,14 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
-def _decoder_layers(model: nn.Module) -> nn.ModuleList:
-    base = getattr(model, "model", None)
-    layers = getattr(base, "layers", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise Eagle3Error(
-            f"{type(model).__name__} has no model.model.layers",
-            hint="the decoder supports decoder-only causal LMs laid out like Llama/Qwen3/HunYuan",
-        )
-    return layers
-
-
 class HFTarget:
     """A stock HF causal LM seen as a :class:`~eagle3cli.decoding.state.TargetModel`."""
 
     def __init__(self, model: nn.Module, aux_layer_ids: Sequence[int]) -> None:
-        layers = _decoder_layers(model)
-        bad = [k for k in aux_layer_ids if not 0 <= k < len(layers)]
-        if bad:
-            raise Eagle3Error(
-                f"capture layer ids {bad} are outside 0..{len(layers) - 1}",
-                hint="ids are vLLM numbering (input of decoder layer k); check the draft config",
-            )
+        check_layer_ids(len(base_model(model).layers), aux_layer_ids)
         self.model = model
         self.aux_layer_ids = tuple(aux_layer_ids)
         self.cache_keyword = cache_keyword(model)
-        self._layers = layers
 
     @property
     def dtype(self) -> torch.dtype:
@@ -78,9 +62,7 @@ class HFTarget:
         last_logits_only: bool = False,
     ) -> TargetOutput:
         """Run the model over ``input_ids [1, T]``; capture ``aux_hidden [1, T, 3 * Ht]``."""
-        captured: dict[int, torch.Tensor] = {}
-        handles = [self._capture(layer_id, captured) for layer_id in set(self.aux_layer_ids)]
-        try:
+        with capture_layer_inputs(self.model, self.aux_layer_ids) as captured:
             out = self.model(
                 input_ids=input_ids,
                 position_ids=position_ids,
@@ -89,17 +71,7 @@ class HFTarget:
                 logits_to_keep=1 if last_logits_only else 0,
                 **{self.cache_keyword: cache},
             )
-        finally:
-            for handle in handles:
-                handle.remove()
-        aux_hidden = torch.cat([captured[k] for k in self.aux_layer_ids], dim=-1)
-        return TargetOutput(out.logits, aux_hidden, getattr(out, self.cache_keyword))
-
-    def _capture(self, layer_id: int, captured: dict[int, torch.Tensor]) -> Any:
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            captured[layer_id] = args[0] if args else kwargs["hidden_states"]
-
-        return self._layers[layer_id].register_forward_pre_hook(hook, with_kwargs=True)
+        return TargetOutput(out.logits, concat_captured(captured, self.aux_layer_ids), getattr(out, self.cache_keyword))
 
     def keep(self, cache: Any, start: int, positions: torch.Tensor) -> Any:
         """Keep ``[:start]`` plus ``positions`` (ascending, ``>= start``) in every layer."""
