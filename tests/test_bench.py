@@ -180,3 +180,16 @@ def test_vllm_backend_flags_reach_the_vllm_runner(qwen3_target_dir: Path, random
     assert summary["modes"]["eagle"]["vllm"] == {"backend": "vllm", "speculative": True}
     assert summary["speedup"] == pytest.approx(2.0)
     assert not (tmp_path / "summary.png").exists()
+
+
+def test_target_without_weights_is_one_clear_error(qwen3_target_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.delenv("EAGLE3_DEBUG", raising=False)
+    broken = tmp_path / "no-weights"
+    shutil.copytree(qwen3_target_dir, broken, ignore=shutil.ignore_patterns("*.safetensors"))
+    args = ["bench", "--base-model-path", str(broken), "--mode", "baseline", "--model-id", "m", "--bench-data", str(MT_BENCH),
+            "--question-end", "1", "--chat-template", "qwen3", "--device", "cpu", "--output-dir", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert f"could not load the target model from {broken}" in result.stderr

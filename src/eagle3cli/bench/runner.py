@@ -64,8 +64,10 @@ def load_target(config: BenchConfig, target_dir: Path, device: torch.device, dty
     """The target on ``device``, or spread over all visible GPUs when ``num_gpus_per_model > 1``."""
     from transformers import AutoModelForCausalLM
 
+    from eagle3cli.dump.compute import load_target as load_on_device
+
     if config.num_gpus_per_model == 1 or device.type != "cuda":
-        return AutoModelForCausalLM.from_pretrained(target_dir, dtype=dtype).to(device).eval()
+        return load_on_device(target_dir, dtype=dtype, device=device, trust_remote_code=False)
     max_memory = None
     if config.max_gpu_memory:
         max_memory = {index: config.max_gpu_memory for index in range(torch.cuda.device_count())}
