@@ -31,9 +31,11 @@ def shard_records(output_dir: Path) -> list[dict[str, Any]]:
 
 
 def num_written_records(shards: Path) -> int:
-    """Records journaled or in finished shards so far."""
-    files = [*shards.glob("*.partial"), *shards.glob("*.jsonl")]
-    return sum(len(path.read_bytes().splitlines()) for path in files)
+    """Records completed so far: per shard its journal when there is one (it is the truth, and
+    a shard being finished exists beside its journal for a moment), else the finished shard."""
+    journals = {path.name.removesuffix(".partial") for path in shards.glob("*.partial")}
+    files = [*shards.glob("*.partial"), *(path for path in shards.glob("*.jsonl") if path.name not in journals)]
+    return sum(path.read_bytes().count(b"\n") for path in files)  # complete lines only: a torn one is redone
 
 
 def wait_for_written_records(shards: Path, *, at_least: int, process: subprocess.Popen[Any], timeout_s: float) -> None:
