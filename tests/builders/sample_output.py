@@ -35,7 +35,15 @@ def num_written_records(shards: Path) -> int:
     a shard being finished exists beside its journal for a moment), else the finished shard."""
     journals = {path.name.removesuffix(".partial") for path in shards.glob("*.partial")}
     files = [*shards.glob("*.partial"), *(path for path in shards.glob("*.jsonl") if path.name not in journals)]
-    return sum(path.read_bytes().count(b"\n") for path in files)  # complete lines only: a torn one is redone
+    return sum(_complete_lines(path) for path in files)
+
+
+def _complete_lines(path: Path) -> int:
+    """Whole lines of ``path`` (a torn last line is redone on resume); 0 if the run just removed it."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def wait_for_written_records(shards: Path, *, at_least: int, process: subprocess.Popen[Any], timeout_s: float) -> None:
