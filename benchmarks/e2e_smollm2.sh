@@ -44,6 +44,7 @@ BENCH_DIR=${BENCH_DIR:-../shared/data/bench}
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-4}
 
 mkdir -p "$OUT"
+. examples/smollm2/vllm_server.sh
 stage() { echo -e "\n==== $(date +%T) $*" >&2; echo "$(date +%s) $*" >>"$OUT/stages.log"; }
 
 stage "target: SmolLM2 GGUF → $OUT/target"
@@ -55,20 +56,13 @@ stage "prompt corpus → $OUT/corpus/prompts.jsonl"
 
 if [ ! -f "$OUT/regen/.done-$NUM_PROMPTS" ]; then
     stage "vLLM server on 127.0.0.1:$PORT (log in $OUT/vllm-logs)"
-    eagle3 serve --target-model "$OUT/target" --base-port "$PORT" --vllm-python "$VLLM_PYTHON" --dtype float32 \
-        --max-model-len 2048 --log-dir "$OUT/vllm-logs" -- --enforce-eager &
-    server=$!
-    trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-    until curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; do
-        kill -0 $server 2>/dev/null || { echo "vLLM failed to start; see $OUT/vllm-logs" >&2; exit 1; }
-        sleep 3
-    done
+    start_vllm "$OUT/target" "$PORT" "$OUT/vllm-logs" "$VLLM_PYTHON"
     stage "sample: regenerate $NUM_PROMPTS prompts (T=$SAMPLE_TEMPERATURE, ≤$SAMPLE_MAX_TOKENS tokens)"
     eagle3 sample --data "$OUT/corpus/prompts.jsonl" --output-dir "$OUT/regen" --server-url "http://127.0.0.1:$PORT" \
         --num-samples "$NUM_PROMPTS" --max-tokens "$SAMPLE_MAX_TOKENS" --temperature "$SAMPLE_TEMPERATURE" \
         --concurrency "$SAMPLE_CONCURRENCY"
     touch "$OUT/regen/.done-$NUM_PROMPTS"
-    kill -TERM $server; wait $server 2>/dev/null || true; trap - EXIT
+    stop_vllm
 fi
 
 dump() {  # dump DIR [extra dump-hidden flags...]

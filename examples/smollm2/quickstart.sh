@@ -17,6 +17,7 @@ PORT=${PORT:-6123}
 VLLM_PYTHON=${VLLM_PYTHON:-.venv-vllm/bin/python}
 BENCH_DATA=${BENCH_DATA:-../shared/data/bench/mt_bench/question.jsonl}
 mkdir -p "$OUT"
+. examples/smollm2/vllm_server.sh
 step() { echo -e "\n==== [$1/7] $2" >&2; }
 
 step 1 "target: SmolLM2 GGUF → $OUT/target"
@@ -27,19 +28,13 @@ step 2 "prompt corpus → $OUT/corpus/prompts.jsonl"
 python examples/smollm2/build_prompt_corpus.py --output "$OUT/corpus/prompts.jsonl"
 
 step 3 "vLLM server on 127.0.0.1:$PORT (log in $OUT/vllm-logs)"
-VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-2} eagle3 serve --target-model "$OUT/target" --base-port "$PORT" \
-    --vllm-python "$VLLM_PYTHON" --dtype float32 --max-model-len 2048 --log-dir "$OUT/vllm-logs" -- --enforce-eager &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-until curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; do
-    kill -0 $server 2>/dev/null || { echo "vLLM failed to start; see $OUT/vllm-logs" >&2; exit 1; }
-    sleep 3
-done
+export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-2}
+start_vllm "$OUT/target" "$PORT" "$OUT/vllm-logs" "$VLLM_PYTHON"
 
 step 4 "eagle3 sample: regenerate $NUM_PROMPTS prompts with the target"
 eagle3 sample --data "$OUT/corpus/prompts.jsonl" --output-dir "$OUT/regen" --server-url "http://127.0.0.1:$PORT" \
     --num-samples "$NUM_PROMPTS" --max-tokens "$MAX_TOKENS" --temperature 0 --concurrency 16
-kill -TERM $server; wait $server 2>/dev/null || true; trap - EXIT
+stop_vllm
 
 step 5 "eagle3 dump-hidden → $OUT/hidden"
 eagle3 dump-hidden --data "$OUT/regen/shards" --target-model "$OUT/target" --output-dir "$OUT/hidden" \
