@@ -22,6 +22,7 @@ from eagle3cli.cli.options import (
     SystemPromptOption,
     TrustRemoteCodeOption,
 )
+from eagle3cli.cli.errors import stderr
 from eagle3cli.cli.progress import progress_bar
 from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.configfile import resolve_config
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from eagle3cli.dump.runner import DumpPlan, DumpProgress, DumpSummary
 
 stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def dump_hidden(

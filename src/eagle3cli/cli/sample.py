@@ -21,7 +21,7 @@ from eagle3cli.cli.options import (
     NumServersOption,
     OnBadRecordOption,
 )
-from eagle3cli.cli.progress import progress_bar
+from eagle3cli.cli.progress import progress_bar, stderr
 from eagle3cli.config import SampleConfig
 from eagle3cli.configfile import resolve_config
 from eagle3cli.errors import Eagle3Error
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from eagle3cli.serving.sampler import SampleSummary
 
 stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
 
 
 def sample(

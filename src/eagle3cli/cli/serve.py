@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 
 from eagle3cli.cli.options import BasePortOption, ConfigOption, HostOption, NumServersOption
+from eagle3cli.cli.progress import stderr
 from eagle3cli.config import ServeConfig
 from eagle3cli.configfile import resolve_config
 from eagle3cli.errors import Eagle3Error
 
 stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
 
 
 def serve(
