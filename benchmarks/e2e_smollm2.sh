@@ -40,7 +40,6 @@ VLLM_SPEC_TOKENS=${VLLM_SPEC_TOKENS:-3}       # vLLM's own EAGLE-3 on mt_bench T
 # -- machine
 PORT=${PORT:-6124}
 VLLM_PYTHON=${VLLM_PYTHON:-.venv-vllm/bin/python}
-BENCH_DIR=${BENCH_DIR:-../shared/data/bench}
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-4}
 
 mkdir -p "$OUT"
@@ -93,7 +92,7 @@ bench() {  # bench OUTDIR DATASET TEMPERATURE MODE TREE QUESTIONS
     IFS=/ read -r total depth topk <<<"$tree"
     rm -rf "$out"   # an interrupted bench leaves partial answers: start that cell again
     eagle3 bench --base-model-path "$OUT/target" --eagle-model-path "$OUT/draft/final" --model-id smollm2-eagle3 \
-        --bench-data "$BENCH_DIR/$dataset/question.jsonl" --question-end "$questions" --mode "$mode" \
+        --bench-name "$dataset" --question-end "$questions" --mode "$mode" \
         --temperature "$temperature" --max-new-token "$BENCH_MAX_NEW" --total-token "$total" --depth "$depth" \
         --top-k "$topk" --device cpu --dtype float32 --no-metrics --output-dir "$out"
 }
@@ -124,7 +123,7 @@ if [ "$VLLM_SPEC_TOKENS" -gt 0 ]; then
         rm -rf "$vllm_cell"
         VLLM_CPU_KVCACHE_SPACE=2 eagle3 bench --backend vllm --vllm-python "$VLLM_PYTHON" --num-speculative-tokens "$VLLM_SPEC_TOKENS" \
             --base-model-path "$OUT/target" --eagle-model-path "$OUT/draft/final" --model-id smollm2-eagle3 \
-            --bench-data "$BENCH_DIR/mt_bench/question.jsonl" --question-end "$BENCH_QUESTIONS" --mode both \
+            --bench-name mt_bench --question-end "$BENCH_QUESTIONS" --mode both \
             --temperature 0 --max-new-token "$BENCH_MAX_NEW" --dtype float32 --no-metrics --output-dir "$vllm_cell"
     fi
 fi

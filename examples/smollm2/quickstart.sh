@@ -15,7 +15,6 @@ BENCH_QUESTIONS=${BENCH_QUESTIONS:-2}   # MT-bench questions (two turns each)
 BENCH_MAX_NEW=${BENCH_MAX_NEW:-96}
 PORT=${PORT:-6123}
 VLLM_PYTHON=${VLLM_PYTHON:-.venv-vllm/bin/python}
-BENCH_DATA=${BENCH_DATA:-../shared/data/bench/mt_bench/question.jsonl}
 mkdir -p "$OUT"
 . examples/smollm2/vllm_server.sh
 step() { echo -e "\n==== [$1/7] $2" >&2; }
@@ -45,8 +44,6 @@ eagle3 train offline --target-model "$OUT/target" --train-hidden "$OUT/hidden" -
     --num-epochs "$TRAIN_EPOCHS" --learning-rate 5e-4 --precision fp32 --log-steps 20
 
 step 7 "eagle3 bench --mode both on $BENCH_QUESTIONS MT-bench questions"
-questions=(--bench-name mt_bench)   # from the hub unless the local EAGLE question file is there
-[ -f "$BENCH_DATA" ] && questions=(--bench-data "$BENCH_DATA")
 eagle3 bench --base-model-path "$OUT/target" --eagle-model-path "$OUT/draft/final" --model-id smollm2-eagle3 \
-    "${questions[@]}" --question-end "$BENCH_QUESTIONS" --temperature 0 --max-new-token "$BENCH_MAX_NEW" \
+    --bench-name mt_bench --question-end "$BENCH_QUESTIONS" --temperature 0 --max-new-token "$BENCH_MAX_NEW" \
     --total-token 16 --depth 4 --top-k 4 --device cpu --dtype float32 --output-dir "$OUT/bench"
