@@ -9,7 +9,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from eagle3cli.bench.questions import Question, load_questions, read_question_file, select_questions
+from eagle3cli.bench.questions import (
+    BUNDLED_BENCH_NAMES,
+    Question,
+    bundled_question_file,
+    load_questions,
+    read_question_file,
+    select_questions,
+)
 from eagle3cli.bench.report import QuestionResult, TurnResult, acceptance_by_position, summarize
 from eagle3cli.bench.runner import answer_all, run_workers
 from eagle3cli.cli.main import app
@@ -20,8 +27,7 @@ from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import build_vocab_map
 from eagle3cli.errors import Eagle3Error
 
-SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench"
-MT_BENCH = SHARED_BENCH / "mt_bench" / "question.jsonl"
+MT_BENCH = bundled_question_file("mt_bench")
 runner = CliRunner()
 
 
@@ -120,16 +126,43 @@ def test_question_file_errors(tmp_path: Path) -> None:
         read_question_file(bad)
     with pytest.raises(Eagle3Error, match="does not exist"):
         read_question_file(tmp_path / "missing.jsonl")
-    with pytest.raises(Eagle3Error, match="unknown bench name 'mmlu'"):
+    with pytest.raises(Eagle3Error, match="unknown bench name 'mmlu'.*bundled.*hub:ORG/NAME"):
         load_questions("mmlu", None)
     with pytest.raises(Eagle3Error, match="select no question"):
         select_questions(read_question_file(MT_BENCH), 90, 95)
 
 
-@pytest.mark.parametrize("name", ["mt_bench", "alpaca", "gsm8k", "humaneval"])
-def test_shared_question_files_parse(name: str) -> None:
-    questions = read_question_file(SHARED_BENCH / name / "question.jsonl")
+# EAGLE's files, byte for byte (git blob ids, as listed in bench/data/SOURCES.md).
+EAGLE_BLOB_IDS = {
+    "mt_bench": "464e2c22f7a021a0f9a584d232338a9a17c40066",
+    "alpaca": "dba46ec7e03a28c0df1b9650b4cbd4f2618e6817",
+    "gsm8k": "f1dc2e9b1e29566f7607c6b25e9639e3238d5fc2",
+    "humaneval": "684b560dd5a5ddd130a354d7cfa6fc083fa988ee",
+}
+
+
+@pytest.mark.parametrize("name", BUNDLED_BENCH_NAMES)
+def test_bundled_question_files_are_eagles(name: str) -> None:
+    import hashlib
+
+    path = bundled_question_file(name)
+    content = path.read_bytes()
+    assert hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest() == EAGLE_BLOB_IDS[name]
+    assert EAGLE_BLOB_IDS[name] in (path.parents[1] / "SOURCES.md").read_text(encoding="utf-8")
+    questions = read_question_file(path)
     assert len(questions) == 80 and all(q.turns for q in questions)
+
+
+def test_bench_names_read_the_bundled_files_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a bundled bench name must not reach the hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    mt_bench = load_questions("mt_bench", None)
+    assert [q.question_id for q in mt_bench[:2]] == [81, 82] and len(mt_bench[0].turns) == 2
+    assert load_questions("humaneval", None)[0].turns[0].startswith("Complete the code I provided.")
 
 
 def test_hub_questions_use_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,11 +172,16 @@ def test_hub_questions_use_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def fake_load(name, config, split):
         calls.append((name, config, split))
-        return [{"question": "What is 3 + 4?", "answer": "7"}]
+        if name == "openai/gsm8k":
+            return [{"question": "What is 3 + 4?", "answer": "7"}]
+        return [{"question_id": 7, "category": "x", "turns": ["a", "b"]}]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    assert load_questions("gsm8k", None) == [Question(0, "math", ("What is 3 + 4?",))]
-    assert calls == [("openai/gsm8k", "main", "test")]
+    assert load_questions("hub:gsm8k", None) == [Question(0, "math", ("What is 3 + 4?",))]
+    assert load_questions("hub:me/my-questions:test", None) == [Question(7, "x", ("a", "b"))]
+    assert calls == [("openai/gsm8k", "main", "test"), ("me/my-questions", None, "test")]
+    with pytest.raises(Eagle3Error, match="names no hub dataset"):
+        load_questions("hub:nothing", None)
 
 
 def test_report_figures() -> None:

@@ -54,24 +54,24 @@ def test_data_check_passes_the_resolved_config(monkeypatch: pytest.MonkeyPatch, 
 
     def fake_check(config: DataCheckConfig, **_: object) -> datacheck.DataCheckReport:
         received.append(config)
-        return datacheck.DataCheckReport()
+        return datacheck.DataCheckReport(num_read=1)
 
     monkeypatch.setattr(datacheck, "check_dataset", fake_check)
     path = tmp_path / "check.yaml"
-    path.write_text("data: from-file.jsonl\ntokenizer: tok\nmax_length: 100\nshow: 2\n")
+    path.write_text("data: from-file.jsonl\ntarget_model: tok\nmax_length: 100\nshow: 2\n")
     result = runner.invoke(app, ["data", "check", "--config", str(path), "--max-length", "50", "--chat-template", "qwen3"])
     assert result.exit_code == 0, result.output
     assert received == [
-        DataCheckConfig(data="from-file.jsonl", tokenizer="tok", max_length=50, show=2, chat_template="qwen3")
+        DataCheckConfig(data="from-file.jsonl", target_model="tok", max_length=50, show=2, chat_template="qwen3")
     ]
 
 
 def test_target_model_is_the_tokenizer_source(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[DataCheckConfig] = []
-    monkeypatch.setattr(datacheck, "check_dataset", lambda config, **_: received.append(config) or datacheck.DataCheckReport())
+    monkeypatch.setattr(datacheck, "check_dataset", lambda config, **_: received.append(config) or datacheck.DataCheckReport(num_read=1))
     result = runner.invoke(app, ["data", "check", "--data", "d.jsonl", "--target-model", "some/model"])
     assert result.exit_code == 0, result.output
-    assert received[0].tokenizer == "some/model"
+    assert received[0].target_model == "some/model"
 
 
 def test_user_error_is_one_red_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:

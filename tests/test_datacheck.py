@@ -22,7 +22,7 @@ def assistant_texts(path: Path) -> list[str]:
 
 
 def test_report_counts_and_masked_text(qwen3_tokenizer_dir: Path) -> None:
-    config = DataCheckConfig(data=str(SAMPLE), tokenizer=str(qwen3_tokenizer_dir), chat_template="qwen3", show=4)
+    config = DataCheckConfig(data=str(SAMPLE), target_model=str(qwen3_tokenizer_dir), chat_template="qwen3", show=4)
     report = check_dataset(config)
     assert (report.num_read, report.num_skipped, report.num_truncated) == (4, 0, 0)
     assert report.num_tokens == sum(report.lengths) and len(report.lengths) == 4
@@ -32,9 +32,9 @@ def test_report_counts_and_masked_text(qwen3_tokenizer_dir: Path) -> None:
 
 
 def test_truncation_and_percentiles(qwen3_tokenizer_dir: Path) -> None:
-    full = check_dataset(DataCheckConfig(data=str(SAMPLE), tokenizer=str(qwen3_tokenizer_dir), chat_template="qwen3"))
+    full = check_dataset(DataCheckConfig(data=str(SAMPLE), target_model=str(qwen3_tokenizer_dir), chat_template="qwen3"))
     cut = check_dataset(
-        DataCheckConfig(data=str(SAMPLE), tokenizer=str(qwen3_tokenizer_dir), chat_template="qwen3", max_length=20)
+        DataCheckConfig(data=str(SAMPLE), target_model=str(qwen3_tokenizer_dir), chat_template="qwen3", max_length=20)
     )
     assert cut.lengths == [min(length, 20) for length in full.lengths]
     assert cut.num_truncated == sum(length > 20 for length in full.lengths)
@@ -45,7 +45,7 @@ def test_truncation_and_percentiles(qwen3_tokenizer_dir: Path) -> None:
 def test_skip_policy_counts_bad_records(tmp_path: Path, qwen3_tokenizer_dir: Path) -> None:
     data = tmp_path / "mixed.jsonl"
     data.write_text(SAMPLE.read_text() + "{not json\n" + '{"conversations": [{"from": "robot", "value": "x"}]}\n')
-    config = DataCheckConfig(data=str(data), tokenizer=str(qwen3_tokenizer_dir), chat_template="qwen3", on_bad_record="skip")
+    config = DataCheckConfig(data=str(data), target_model=str(qwen3_tokenizer_dir), chat_template="qwen3", on_bad_record="skip")
     report = check_dataset(config)
     assert (report.num_read, report.num_skipped) == (4, 2)
     assert sum(report.skipped_by_reason.values()) == 2

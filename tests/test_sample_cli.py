@@ -34,7 +34,7 @@ def test_flags_override_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert config.server_urls == ["http://a:1", "http://b:2"]
     assert (config.enable_thinking, config.drop_truncated, config.format, config.shard_size) == (True, True, "sharegpt", 10)
     assert config.api_key is not None and config.api_key.get_secret_value() == "sk-1"
-    assert config.request_timeout_s == 30
+    assert config.request_timeout == 30
 
 
 def test_temperature_and_a_mix_together_are_refused() -> None:
@@ -68,7 +68,7 @@ def test_a_stopped_run_exits_non_zero_and_says_how_to_resume(tmp_path: Path) -> 
     server.behaviour = lambda body, number: threading.Thread(target=server.stop).start() or Drop()
     server.start()
     config_file = tmp_path / "sample.json"
-    config_file.write_text(json.dumps({"server_down_timeout_s": 0.2, "retry_backoff_s": 0.01}))
+    config_file.write_text(json.dumps({"server_down_timeout": 0.2, "retry_backoff": 0.01}))
     result = runner.invoke(app, ["sample", "--data", str(data), "--output-dir", str(tmp_path / "out"),
                                  "--server-url", server.url, "--config", str(config_file)])
     server.stop()

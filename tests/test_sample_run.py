@@ -29,7 +29,7 @@ def ultrachat(index: int, *questions: str) -> dict[str, Any]:
 
 
 def config_for(server: FakeOpenAIServer, data: Path, output_dir: Path, **settings: Any) -> SampleConfig:
-    defaults: dict[str, Any] = {"retry_backoff_s": 0.01, "server_down_timeout_s": 2.0}
+    defaults: dict[str, Any] = {"retry_backoff": 0.01, "server_down_timeout": 2.0}
     return SampleConfig(data=str(data), output_dir=str(output_dir), server_urls=[server.url], **{**defaults, **settings})
 
 
@@ -138,7 +138,7 @@ def test_run_stops_when_every_server_is_gone_and_a_rerun_completes_it(tmp_path: 
     server.behaviour = dies_after_ten
     server.start()
     try:
-        config = config_for(server, data, tmp_path / "out", shard_size=8, concurrency=2, server_down_timeout_s=0.5)
+        config = config_for(server, data, tmp_path / "out", shard_size=8, concurrency=2, server_down_timeout=0.5)
         first = sample(config)
         assert first.stopped_reason is not None and "rerun the same command to resume" in first.stopped_reason
         assert first.num_done < 30 and first.num_failed == 0

@@ -110,7 +110,7 @@ def test_kill_9_mid_run_restart_and_rerun_gives_every_record_exactly_once(served
     ])
     output_dir = tmp_path / "out"
     settings = tmp_path / "sample.yaml"
-    settings.write_text("server_down_timeout_s: 5\nretry_backoff_s: 0.2\nmax_tokens: 48\ntemperature_mix: '0:1,0.8:1'\n")
+    settings.write_text("server_down_timeout: 5\nretry_backoff: 0.2\nmax_tokens: 48\ntemperature_mix: '0:1,0.8:1'\n")
     command = [sys.executable, "-m", "eagle3cli", "sample", "--data", str(data), "--output-dir", str(output_dir),
                "--base-port", str(server.base_port), "--num-servers", "1", "--concurrency", "4",
                "--shard-size", "16", "--config", str(settings)]

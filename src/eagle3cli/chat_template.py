@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from eagle3cli.chat_render import (
+    apply_tokenizer_template,
     FAMILY_TOKENS,
     HUNYUAN_EOS,
     QWEN3_END_OF_TEXT,
@@ -128,10 +129,11 @@ def render_generation_prompt(
     """Prompt ids for the next assistant turn: ``turns`` followed by the assistant header
     (``add_generation_prompt=True``; for qwen3 with thinking off it ends with the empty think block)."""
     turns = with_system_prompt(turns, system_prompt)
-    rendered = render_chat(
-        tokenizer, turns, template=template, enable_thinking=enable_thinking, add_generation_prompt=True
-    )
-    return tokenizer(rendered.text, add_special_tokens=False)["input_ids"]
+    if template == "auto":  # the text alone: earlier answers need not be locatable to be context
+        text = apply_tokenizer_template(tokenizer, turns, enable_thinking=enable_thinking, add_generation_prompt=True)
+    else:
+        text = render_chat(tokenizer, turns, template=template, enable_thinking=enable_thinking, add_generation_prompt=True).text
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def end_of_turn_token_ids(tokenizer: PreTrainedTokenizerBase, template: TemplateName) -> list[int]:
@@ -149,12 +151,17 @@ def end_of_turn_token_ids(tokenizer: PreTrainedTokenizerBase, template: Template
 
 
 def validate_template(
-    tokenizer: PreTrainedTokenizerBase, template: TemplateName, *, enable_thinking: bool = False
+    tokenizer: PreTrainedTokenizerBase, template: TemplateName, *, enable_thinking: bool = False, generation_only: bool = False
 ) -> None:
     """Fail early, with the fix, when ``tokenizer`` cannot be used with ``template``: a special
     token the family writes is not a single token, or (auto) the tokenizer has no chat_template
-    or the assistant turns of a two-exchange probe cannot be located with ``enable_thinking``."""
+    or the assistant turns of a two-exchange probe cannot be located with ``enable_thinking``
+    (loss masks need them). ``generation_only`` (bench) asks for less with auto: a generation
+    prompt and an end-of-turn token after an answer."""
     _require_fast_tokenizer(tokenizer)
+    if template == "auto" and generation_only:
+        _auto_end_of_turn_token(tokenizer)
+        return
     if template == "auto":
         render_chat(
             tokenizer, _PROBE_TURNS, template="auto", enable_thinking=enable_thinking, add_generation_prompt=False

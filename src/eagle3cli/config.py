@@ -6,9 +6,11 @@ Every model forbids unknown keys and describes every field; constraints live in 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 DataFormat = Literal["auto", "sharegpt", "ultrachat", "openai"]
 ChatTemplateName = Literal["qwen3", "hunyuan", "auto"]
@@ -21,12 +23,31 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
 
 
+class InspectConfig(StageConfig):
+    """``eagle3 inspect``: check a draft checkpoint as vLLM and SGLang would load it."""
+
+    draft_dir: str = Field(description="Draft checkpoint folder (config.json + model.safetensors).")
+    target_model: str | None = Field(None, description="Target folder or hub id: also check sizes, vocabulary and layer ids against it.")
+
+
+GgufDtype = Literal["float32", "bfloat16", "float16"]
+
+
+class ConvertGgufConfig(StageConfig):
+    """``eagle3 convert-gguf``: a GGUF file → an HF model directory."""
+
+    gguf_file: str = Field(description="The .gguf file.")
+    output_dir: str = Field(description="Where to write the HF model directory.")
+    dtype: GgufDtype = Field("float32", description="dtype of the de-quantised weights.")
+    overwrite: bool = Field(False, description="Replace an existing output directory.")
+
+
 class DataCheckConfig(StageConfig):
     """``eagle3 data check``: validate a chat dataset against a tokenizer and chat template."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
     format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
-    tokenizer: str = Field(description="Tokenizer directory or hub id (usually the target model).")
+    target_model: str = Field(description="Target model directory or hub id (its tokenizer and chat template are used).")
     chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own chat_template).")
     max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
     enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
@@ -72,7 +93,7 @@ class SampleConfig(StageConfig):
     base_port: int = Field(6000, gt=0, lt=65536, description="Port of the first server; servers are probed at base_port + i.")
     num_servers: int | None = Field(None, gt=0, description="Servers at base_port .. base_port + N - 1 (all must answer); default: probe until one does not answer.")
     model: str | None = Field(None, description="Served model name; default: the one model the first server lists at /v1/models.")
-    api_key: SecretStr | None = Field(None, exclude=True, description="Bearer token for the servers (never written to config.json).")
+    api_key: SecretStr | None = Field(None, exclude=True, description="Bearer token for the servers (never written to config.json); default $OPENAI_API_KEY.")
     concurrency: int = Field(256, gt=0, description="Records in flight at once, across all servers.")
     max_tokens: int = Field(2048, gt=0, description="Token budget of each regenerated assistant turn.")
     temperature: float | None = Field(None, ge=0, description="Sampling temperature of every record (default 0: greedy) — or use temperature_mix.")
@@ -84,15 +105,30 @@ class SampleConfig(StageConfig):
     drop_truncated: bool = Field(False, description="Leave out records whose answer hit max_tokens (counted in the summary).")
     num_samples: int | None = Field(None, gt=0, description="Sample only the first N valid records.")
     num_retries: int = Field(5, ge=0, description="Retries of a request after a timeout, connection error, 429 or 5xx (exponential backoff with jitter).")
-    retry_backoff_s: float = Field(1.0, gt=0, description="First retry delay in seconds; doubles each retry (capped at 60 s), jittered by up to -50%.")
-    request_timeout_s: float = Field(600.0, gt=0, description="Seconds to wait for one reply.")
-    server_down_timeout_s: float = Field(120.0, gt=0, description="Stop the run (resumable) when no server has answered for this many seconds.")
+    retry_backoff: float = Field(1.0, gt=0, description="First retry delay in seconds; doubles each retry (capped at 60 s), jittered by up to -50%.")
+    request_timeout: float = Field(600.0, gt=0, description="Seconds to wait for one reply.")
+    server_down_timeout: float = Field(120.0, gt=0, description="Seconds without any server answering after which the run stops (resumable).")
 
     @model_validator(mode="after")
     def _one_temperature_setting(self) -> SampleConfig:
         if self.temperature is not None and self.temperature_mix is not None:
             raise ValueError("give temperature or temperature_mix, not both")
         return self
+
+
+def _parse_json_object(value: object) -> object:
+    """Accept a JSON object as text (the CLI form) besides a mapping."""
+    if not isinstance(value, str):
+        return value
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError('must be a JSON object, e.g. {"method": "eagle3", "model": "DRAFT"}')
+    return parsed
 
 
 class ServeConfig(StageConfig):
@@ -107,8 +143,8 @@ class ServeConfig(StageConfig):
     host: str = Field("127.0.0.1", description="Address the servers bind to (0.0.0.0 exposes them to the network).")
     log_dir: str = Field("vllm-logs", description="Folder of the server logs, one file per server (stdout and stderr).")
     vllm_python: str | None = Field(None, description="Python interpreter that has vLLM installed; default: $EAGLE3_VLLM_PYTHON, else this Python.")
-    speculative_config: dict[str, Any] | None = Field(None, description='Passed to vLLM as --speculative-config, e.g. {"method": "eagle3", "model": DRAFT, "num_speculative_tokens": 3}.')
-    ready_timeout_s: float = Field(1800.0, gt=0, description="Seconds to wait for every server to answer /v1/models.")
+    speculative_config: Annotated[dict[str, Any] | None, BeforeValidator(_parse_json_object)] = Field(None, description='JSON passed to vLLM as --speculative-config, e.g. {"method": "eagle3", "model": DRAFT, "num_speculative_tokens": 3}.')
+    ready_timeout: float = Field(1800.0, gt=0, description="Seconds to wait for every server to answer /v1/models.")
     extra_args: list[str] = Field(default_factory=list, description="More vLLM server arguments, passed through unchanged.")
 
 
@@ -214,10 +250,21 @@ class OfflineTrainConfig(TrainHyperParameters):
     max_length: int | None = Field(None, gt=0, description="Crop samples to this many tokens (default: as dumped).")
     lm_head_key: str | None = Field(None, description="Safetensors key of the target's lm_head (default: lm_head.weight, or the embedding when tied).")
     embed_key: str = Field("model.embed_tokens.weight", description="Safetensors key of the target's input embedding.")
+    verify_shards: bool | None = Field(None, description="Check every shard's sha256 before training (a corrupt shard is named, not trained on); default: on when hashing costs under 10% of an epoch.")
 
 
 BenchMode = Literal["eagle", "baseline", "both"]
 BenchDtype = Literal["auto", "float32", "bfloat16", "float16"]
+# "pytorch" is AngelSlim's name for the built-in decoder (--deploy-backend pytorch|vllm).
+BenchBackend = Literal["hf", "pytorch", "vllm", "pytorch_tts"]
+
+
+def _bench_output_dir(data: Any) -> Any:
+    """AngelSlim's default output folder: ``output/<bench name>`` (here under the current folder)."""
+    if isinstance(data, dict) and data.get("output_dir") is None:
+        name = str(data.get("bench_name") or "mt_bench")
+        data = {**data, "output_dir": str(Path("output") / re.sub(r"[^\w.-]+", "_", name.removeprefix("hub:")))}
+    return data
 
 
 class BenchConfig(StageConfig):
@@ -226,10 +273,11 @@ class BenchConfig(StageConfig):
     base_model_path: str = Field(description="Target model directory or hub id.")
     eagle_model_path: str | None = Field(None, description="Draft checkpoint directory or hub id (needed for eagle/both).")
     model_id: str = Field(description="Name used in the answer file names and records.")
-    bench_name: str = Field("mt_bench", description="mt_bench, alpaca, gsm8k or humaneval (any name with --bench-data).")
-    bench_data: str | None = Field(None, description="A question.jsonl (question_id, category, turns); else the hub dataset of bench_name.")
+    bench_name: str = Field("mt_bench", description="mt_bench, alpaca, gsm8k or humaneval (EAGLE's question files, bundled), or hub:ORG/NAME[:split] for a hub dataset; with --bench-data only a label.")
+    bench_data: str | None = Field(None, description="A question.jsonl of your own (question_id, category, turns); replaces the bundled file of bench_name.")
     mode: BenchMode = Field("both", description="eagle, baseline, or both on the same questions.")
-    output_dir: str = Field(description="Where answers, summary.json and the plot are written.")
+    # Filled in before validation when absent, so a resolved config always names its folder.
+    output_dir: str = Field(None, description="Where answers, summary.json and the plot are written; default output/<bench name> (AngelSlim's layout).")  # type: ignore[assignment]
     temperature: float = Field(1.0, ge=0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold (T > 0 only).")
     max_new_token: int = Field(1024, gt=0, description="Most tokens generated per turn.")
@@ -248,9 +296,19 @@ class BenchConfig(StageConfig):
     chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own).")
     system_prompt: str | None = Field(None, description="System prompt for every question; none otherwise.")
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode.")
-    backend: Literal["hf", "vllm"] = Field("hf", description="hf: the built-in tree decoder; vllm: vLLM's own speculative decoding (a chain).")
+    backend: BenchBackend = Field("hf", description="hf (AngelSlim: pytorch): the built-in tree decoder; vllm: vLLM's own speculative decoding (a chain).")
     num_speculative_tokens: int = Field(3, ge=1, description="vllm backend: draft tokens proposed per step.")
+    speculative_draft_tensor_parallel_size: int = Field(1, ge=1, description="vllm backend: tensor-parallel size of the draft (vLLM's draft_tensor_parallel_size).")
     vllm_python: str | None = Field(None, description="vllm backend: Python with vLLM installed; default $EAGLE3_VLLM_PYTHON, else this Python.")
+
+    _default_output_dir = model_validator(mode="before")(_bench_output_dir)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value == "pytorch_tts":
+            raise ValueError("pytorch_tts is AngelSlim's speech (TTS) benchmark; eagle3 benchmarks text models: use hf (pytorch) or vllm")
+        return "hf" if value == "pytorch" else value
 
     @model_validator(mode="after")
     def _draft_needed(self) -> "BenchConfig":
@@ -258,4 +316,6 @@ class BenchConfig(StageConfig):
             raise ValueError(f"--eagle-model-path is required for --mode {self.mode}")
         if self.num_gpus_total % self.num_gpus_per_model:
             raise ValueError("--num-gpus-total must be a multiple of --num-gpus-per-model")
+        if self.speculative_draft_tensor_parallel_size > 1 and self.backend != "vllm":
+            raise ValueError("--speculative-draft-tensor-parallel-size is for --backend vllm; the built-in decoder runs the draft on the target's device")
         return self

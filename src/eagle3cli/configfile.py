@@ -31,7 +31,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Read a YAML, TOML or JSON mapping (chosen by suffix)."""
     if not path.is_file():
         raise Eagle3Error(f"config file {path} does not exist", hint="check the --config path")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise Eagle3Error(
+            f"config file {path} is not UTF-8 text (byte {error.start} is {error.object[error.start:error.start + 1]!r})",
+            hint="save it as UTF-8",
+        ) from error
+    except OSError as error:
+        raise Eagle3Error(f"config file {path} cannot be read: {error.strerror or error}") from error
     try:
         if path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}
@@ -58,12 +66,16 @@ def check_keys(model: type[BaseModel], data: dict[str, Any], source: str) -> Non
             raise Eagle3Error(f"unknown key '{key}' in {source}", hint=hint)
 
 
-def resolve_config(model: type[ConfigT], config_file: Path | None, overrides: dict[str, Any]) -> ConfigT:
-    """File values, then every non-``None`` flag on top, validated by ``model``."""
-    data: dict[str, Any] = {}
+def resolve_config(
+    model: type[ConfigT], config_file: Path | None, overrides: dict[str, Any], fallbacks: dict[str, Any] | None = None
+) -> ConfigT:
+    """``fallbacks`` (environment variables), then the file's values, then every non-``None``
+    flag on top, validated by ``model``."""
+    data: dict[str, Any] = {key: value for key, value in (fallbacks or {}).items() if value is not None}
     if config_file is not None:
-        data = read_config_file(config_file)
-        check_keys(model, data, f"config file {config_file}")
+        from_file = read_config_file(config_file)
+        check_keys(model, from_file, f"config file {config_file}")
+        data.update(from_file)
     flags = {key: value for key, value in overrides.items() if value is not None}
     check_keys(model, flags, "flags")
     data.update(flags)

@@ -60,8 +60,8 @@ def check_dataset(
     from eagle3cli.hub import load_tokenizer
 
     if tokenizer is None:
-        tokenizer = load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
-    validate_template(tokenizer, config.chat_template)
+        tokenizer = load_tokenizer(config.target_model, trust_remote_code=config.trust_remote_code)
+    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
     reader = read_conversations(
         config.data,
         data_format=config.format,

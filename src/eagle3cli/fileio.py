@@ -1,33 +1,138 @@
-"""Atomic file writing: a reader never sees a half-written file.
+"""Writing outputs: atomically, readable as the umask allows, and failing with one clear line.
 
 Everything is written to a temporary name in the destination folder, flushed, fsynced and
-renamed over the final name (``os.replace`` is atomic on POSIX).
+renamed over the final name (``os.replace`` is atomic on POSIX). ``mkstemp`` creates files
+with mode 0600; they are given the mode a plain ``open`` would (0666 minus the umask), so a
+serving engine running as another user of the group can read a draft. A write that fails —
+a full disk, a folder without write permission — becomes one :class:`Eagle3Error` naming the
+path and the fix, also when the writer is torch's or safetensors' (which report a full disk
+as ``RuntimeError`` / ``SafetensorError`` without a file name).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from eagle3cli.errors import Eagle3Error
+
+# Below this much free space a failed write is reported as a full disk.
+NEARLY_FULL_BYTES = 16 << 20
+
+
+def umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def file_mode() -> int:
+    """The mode ``open`` gives a new file: 0666 minus the umask."""
+    return 0o666 & ~umask()
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: 0777 minus the umask."""
+    return 0o777 & ~umask()
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space on the file system holding ``path`` (its nearest existing parent), or None."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
+
+
+def format_bytes(num_bytes: float) -> str:
+    """``1.5 GB``-style size (decimal units)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    value, unit = float(num_bytes), 0
+    while value >= 1000 and unit < len(units) - 1:
+        value, unit = value / 1000, unit + 1
+    return f"{value:.0f} B" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
+def write_error(path: Path, error: BaseException) -> Eagle3Error:
+    """One clear error for a failed write of ``path``."""
+    free = free_bytes(path)
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC or "No space left" in str(error) or (free is not None and free < NEARLY_FULL_BYTES):
+        where = f"{format_bytes(free)} free" if free is not None else "no free space"
+        return Eagle3Error(f"could not write {path}: the disk is full ({where})",
+                           hint="free some space or choose another output folder, then rerun the same command")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return Eagle3Error(f"could not write {path}: {os.strerror(code)}",
+                           hint="choose an output folder you can write to")
+    reason = getattr(error, "strerror", None) or str(error)
+    return Eagle3Error(f"could not write {path}: {reason}", hint="check the output folder and the disk")
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` (an OS error, or torch's and safetensors' wrappers of one)
+    into :func:`write_error`'s one-line error."""
+    try:
+        yield
+    except Eagle3Error:
+        raise
+    except (OSError, RuntimeError) as error:
+        raise write_error(path, error) from error
+    except Exception as error:
+        if type(error).__name__ != "SafetensorError":
+            raise
+        raise write_error(path, error) from error
+
+
+def prepare_output_dir(path: Path, flag: str) -> Path:
+    """Create ``path`` and prove it writable before any heavy work starts."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise Eagle3Error(f"{flag} {path} is a file, not a folder", hint=f"pass a folder to {flag}")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".eagle3-write-check."):
+            pass
+    except OSError as error:
+        raise Eagle3Error(f"{flag} {path} cannot be written: {error.strerror or error}",
+                          hint=f"pass a folder you can write to as {flag}") from error
+    return path
+
+
+def make_dir(path: Path) -> Path:
+    """``mkdir -p`` (folders get the umask's mode)."""
+    with writing(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(descriptor, file_mode())
+            with os.fdopen(descriptor, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

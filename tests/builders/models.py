@@ -67,3 +67,26 @@ def save_tiny_target(
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def save_brief_target(source_dir: Path, directory: Path, stop_token_id: int) -> Path:
+    """A copy of the tiny target at ``source_dir`` whose next token is always ``stop_token_id``
+    (every answer ends at once, also when sampling): the layers write nothing into the residual
+    stream, every token embeds to one vector, and ``lm_head`` gives the stop token a logit of
+    50 and every other token 0."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(source_dir)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embedding = model.get_input_embeddings().weight
+        embedding.copy_(embedding[1].expand_as(embedding))
+        final = model.model.norm(embedding[:1])[0]  # [hidden]: the final state at every position
+        head = model.get_output_embeddings().weight
+        head.zero_()
+        head[stop_token_id] = final * 50 / final.dot(final)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(source_dir).save_pretrained(directory)
+    return directory

@@ -27,7 +27,7 @@ from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.fileio import atomic_write_json, atomic_write_text
+from eagle3cli.fileio import atomic_write_json, atomic_write_text, prepare_output_dir
 
 QuestionCallback = Callable[[str, QuestionResult], None]
 
@@ -74,26 +74,37 @@ def load_target(config: BenchConfig, target_dir: Path, device: torch.device, dty
     return AutoModelForCausalLM.from_pretrained(target_dir, dtype=dtype, device_map="auto", max_memory=max_memory).eval()
 
 
+def check_draft(config: BenchConfig, target_dir: Path) -> Path:
+    """The draft's folder, checked against the target's config before any weights are loaded."""
+    from eagle3cli.draft.checkpoint import inspect_checkpoint
+    from eagle3cli.draft.derive import read_target_config
+    from eagle3cli.hub import resolve_model_dir
+
+    assert config.eagle_model_path is not None  # the config requires it outside baseline mode
+    draft_dir = resolve_model_dir(config.eagle_model_path)
+    problems = inspect_checkpoint(draft_dir, target_config=read_target_config(target_dir)).problems
+    if problems:
+        raise Eagle3Error(f"draft {draft_dir} does not fit target {target_dir}: " + "; ".join(problems),
+                          hint=f"run eagle3 inspect {draft_dir} --target-model {target_dir}")
+    return draft_dir
+
+
 def load_models(config: BenchConfig) -> BenchModels:
-    """Target from ``base_model_path``; the draft (reusing the target's embedding) when needed."""
+    """Target from ``base_model_path``; the draft (reusing the target's embedding) when needed.
+    The draft and the chat template are checked before the target's weights are loaded."""
     from eagle3cli.draft.checkpoint import load_checkpoint
-    from eagle3cli.draft.config_json import read_draft_config
-    from eagle3cli.draft.derive import draft_target_problems, read_target_config
     from eagle3cli.hub import load_tokenizer, resolve_model_dir
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     target_dir = resolve_model_dir(config.base_model_path)
+    draft_dir = None if config.mode == "baseline" else check_draft(config, target_dir)
     tokenizer = load_tokenizer(str(target_dir))
-    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
+    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking, generation_only=True)
     model = load_target(config, target_dir, device, dtype)
     aux_layer_ids: tuple[int, ...] = (0,)
     draft = None
-    if config.mode != "baseline":
-        draft_dir = resolve_model_dir(config.eagle_model_path)
-        problems = draft_target_problems(read_draft_config(draft_dir / "config.json"), read_target_config(target_dir))
-        if problems:
-            raise Eagle3Error(f"draft {draft_dir} does not fit target {target_dir}: " + "; ".join(problems))
+    if draft_dir is not None:
         embedding = model.get_input_embeddings()
         draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu())
         draft.embed_tokens = embedding  # share the target's embedding instead of a copy
@@ -194,12 +205,16 @@ def answer_all(
 
 
 def gpu_groups(config: BenchConfig) -> list[list[int]]:
-    """GPU ids per worker: ``num_gpus_total / num_gpus_per_model`` groups (one worker on CPU)."""
+    """GPU ids per worker: ``num_gpus_total / num_gpus_per_model`` groups (none for one CPU worker)."""
+    visible = torch.cuda.device_count()
+    if config.num_gpus_total > max(visible, 1) or (config.num_gpus_total > 1 and resolve_device(config.device).type != "cuda"):
+        raise Eagle3Error(
+            f"--num-gpus-total {config.num_gpus_total} asks for {config.num_gpus_total} GPUs, but this machine has "
+            f"{visible} CUDA device(s) visible" + ("" if resolve_device(config.device).type == "cuda" else f" (--device {config.device} runs on the CPU)"),
+            hint=f"use --num-gpus-total {max(visible, 1)} or fewer, or set CUDA_VISIBLE_DEVICES",
+        )
     if resolve_device(config.device).type != "cuda":
         return []
-    visible = torch.cuda.device_count()
-    if config.num_gpus_total > visible:
-        raise Eagle3Error(f"--num-gpus-total {config.num_gpus_total} but only {visible} GPUs are visible")
     per_model = config.num_gpus_per_model
     return [list(range(start, start + per_model)) for start in range(0, config.num_gpus_total, per_model)]
 
@@ -244,6 +259,7 @@ def run_vllm_modes(
         run = run_vllm_questions(
             questions, target_dir=resolve_model_dir(config.base_model_path), draft_dir=draft_dir,
             log_path=Path(config.output_dir) / f"vllm-{mode}.log", num_speculative_tokens=config.num_speculative_tokens,
+            draft_tensor_parallel_size=config.speculative_draft_tensor_parallel_size,
             temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_token,
             chat_template=config.chat_template, enable_thinking=config.enable_thinking,
             system_prompt=config.system_prompt, seed=config.seed, vllm_python=config.vllm_python, dtype=dtype,
@@ -253,13 +269,23 @@ def run_vllm_modes(
     return modes, metrics
 
 
-def run_bench(config: BenchConfig, *, on_question: QuestionCallback | None = None) -> dict[str, Any]:
-    """Answer the selected questions in each mode; write answers, summary and plot; return the summary."""
+def run_bench(
+    config: BenchConfig,
+    *,
+    on_start: Callable[[list[str], int], None] | None = None,
+    on_question: QuestionCallback | None = None,
+) -> dict[str, Any]:
+    """Answer the selected questions in each mode; write answers, summary and plot; return the summary.
+
+    ``on_start(modes, num_questions)`` is called once the questions are known, before any model loads.
+    """
     questions = select_questions(load_questions(config.bench_name, config.bench_data), config.question_begin, config.question_end)
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    write_resolved_config(config, Path(config.output_dir))
-    vllm_metrics: dict[str, Any] = {}
+    output_dir = prepare_output_dir(Path(config.output_dir), "--output-dir")
     groups = [] if config.backend == "vllm" else gpu_groups(config)
+    write_resolved_config(config, output_dir)
+    if on_start is not None:
+        on_start(modes_of(config), len(questions))
+    vllm_metrics: dict[str, Any] = {}
     if config.backend == "vllm":
         modes, vllm_metrics = run_vllm_modes(config, questions, on_question)
     elif len(groups) > 1:

@@ -60,6 +60,7 @@ def run_vllm_questions(
     draft_dir: Path | None,
     log_path: Path,
     num_speculative_tokens: int = 3,
+    draft_tensor_parallel_size: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
     max_new_tokens: int = 1024,
@@ -92,7 +93,7 @@ def run_vllm_questions(
         raise Eagle3Error("no questions to answer")
     python = find_vllm_python(vllm_python, target_dir)
     tokenizer = load_tokenizer(str(target_dir))
-    validate_template(tokenizer, chat_template, enable_thinking=enable_thinking)
+    validate_template(tokenizer, chat_template, enable_thinking=enable_thinking, generation_only=True)
     if draft_dir is not None:
         check_draft(Path(draft_dir), Path(target_dir))
     settings = TurnSettings(chat_template, enable_thinking, system_prompt, {
@@ -101,7 +102,7 @@ def run_vllm_questions(
     })
     arguments = vllm_engine_args(
         target_dir, draft_dir, num_speculative_tokens=num_speculative_tokens, dtype=dtype,
-        max_model_len=max_model_len, seed=seed, extra=engine_args,
+        max_model_len=max_model_len, seed=seed, extra=engine_args, draft_tensor_parallel_size=draft_tensor_parallel_size,
     )
     with VllmEngine(python, arguments, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s) as engine:
         if warmup:
@@ -138,6 +139,7 @@ def vllm_engine_args(
     max_model_len: int | None,
     seed: int,
     extra: Mapping[str, Any] | None = None,
+    draft_tensor_parallel_size: int = 1,
 ) -> dict[str, Any]:
     """``vllm.LLM`` arguments: the target, and with a draft the EAGLE-3 speculative config."""
     if num_speculative_tokens < 1:
@@ -149,6 +151,8 @@ def vllm_engine_args(
         arguments["speculative_config"] = {
             "method": "eagle3", "model": str(draft_dir), "num_speculative_tokens": num_speculative_tokens,
         }
+        if draft_tensor_parallel_size > 1:
+            arguments["speculative_config"]["draft_tensor_parallel_size"] = draft_tensor_parallel_size
     return arguments | dict(extra or {})
 
 

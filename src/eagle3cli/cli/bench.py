@@ -7,69 +7,78 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from eagle3cli.cli.options import ChatTemplateOption, ConfigOption, EnableThinkingOption, SystemPromptOption
+from eagle3cli.cli.options import ConfigOption, config_options
 from eagle3cli.cli.progress import progress_bar
 from eagle3cli.config import BenchConfig
 from eagle3cli.configfile import resolve_config
+from eagle3cli.errors import Eagle3Error
 
 stdout = Console(highlight=False)
+ANGELSLIM = "AngelSlim flags eagle3 does not need (accepted with their default)"
+PANELS = {
+    "Models": ("base_model_path", "eagle_model_path", "model_id", "device", "dtype"),
+    "Questions and answers": ("bench_name", "bench_data", "question_begin", "question_end", "mode", "output_dir", "no_metrics"),
+    "Decoding": ("temperature", "top_p", "max_new_token", "total_token", "depth", "top_k", "seed"),
+    "Chat template": ("chat_template", "system_prompt", "enable_thinking"),
+    "Hardware": ("num_gpus_per_model", "num_gpus_total", "max_gpu_memory"),
+    "Backend": ("backend", "num_speculative_tokens", "speculative_draft_tensor_parallel_size", "vllm_python"),
+}
 
 
+@config_options(BenchConfig, panels=PANELS, flags={"backend": ("--backend", "--deploy-backend")})
 def bench(
-    base_model_path: Annotated[Optional[str], typer.Option("--base-model-path", help="Target model directory or hub id.")] = None,
-    eagle_model_path: Annotated[Optional[str], typer.Option("--eagle-model-path", help="Draft checkpoint directory.")] = None,
-    model_id: Annotated[Optional[str], typer.Option("--model-id", help="Name used in the answer files.")] = None,
-    bench_name: Annotated[Optional[str], typer.Option("--bench-name", help="mt_bench (default), alpaca, gsm8k or humaneval.")] = None,
-    bench_data: Annotated[Optional[str], typer.Option("--bench-data", help="question.jsonl (question_id, category, turns).")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="eagle, baseline or both (default).")] = None,
-    output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="Where answers, summary.json and the plot go.")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (default 1.0; 0 = greedy).")] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling threshold (default 1.0).")] = None,
-    max_new_token: Annotated[Optional[int], typer.Option("--max-new-token", help="Most new tokens per turn (default 1024).")] = None,
-    total_token: Annotated[Optional[int], typer.Option("--total-token", help="Draft tree nodes per step (default 60).")] = None,
-    depth: Annotated[Optional[int], typer.Option("--depth", help="Draft tree depth (default 5).")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Children per tree node (default 10; 1 = chain).")] = None,
-    num_gpus_per_model: Annotated[Optional[int], typer.Option("--num-gpus-per-model", help="GPUs per model (default 1).")] = None,
-    num_gpus_total: Annotated[Optional[int], typer.Option("--num-gpus-total", help="GPUs in all (default 1).")] = None,
-    max_gpu_memory: Annotated[Optional[str], typer.Option("--max-gpu-memory", help="Memory cap per GPU, e.g. 70GiB.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 42).")] = None,
-    question_begin: Annotated[Optional[int], typer.Option("--question-begin", help="First question index.")] = None,
-    question_end: Annotated[Optional[int], typer.Option("--question-end", help="Stop before this question index.")] = None,
-    no_metrics: Annotated[Optional[bool], typer.Option("--no-metrics", help="Skip the PNG plot.")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto (default), float32, bfloat16 or float16.")] = None,
-    chat_template: ChatTemplateOption = None,
-    system_prompt: SystemPromptOption = None,
-    enable_thinking: EnableThinkingOption = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", help="hf (built-in tree decoder, default) or vllm (vLLM's own speculative decoding).")] = None,
-    num_speculative_tokens: Annotated[Optional[int], typer.Option("--num-speculative-tokens", help="vllm backend: draft tokens per step (default 3).")] = None,
-    vllm_python: Annotated[Optional[str], typer.Option("--vllm-python", help="vllm backend: Python that has vLLM installed.")] = None,
+    overrides: dict[str, Any],
+    fallbacks: dict[str, Any],
     config: ConfigOption = None,
+    num_choices: Annotated[int, typer.Option("--num-choices", help="Answers per question: eagle3 gives one (use another --seed for more).", rich_help_panel=ANGELSLIM)] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="eagle3 decodes one request at a time, on both backends.", rich_help_panel=ANGELSLIM)] = 1,
+    early_stop_method: Annotated[Optional[str], typer.Option("--early-stop-method", help="SpecExit early stopping: not in eagle3.", rich_help_panel=ANGELSLIM)] = None,
+    generate_audio: Annotated[bool, typer.Option("--generate-audio", help="AngelSlim's speech (TTS) benchmark: not in eagle3.", rich_help_panel=ANGELSLIM)] = False,
 ) -> None:
     """Speculative decoding vs plain decoding: acceptance length τ, tokens/s and speed-up.
 
-    Example: eagle3 bench --base-model-path Qwen/Qwen3-8B --eagle-model-path runs/draft --model-id qwen3-8b-eagle3
-    --bench-data question.jsonl --temperature 0 --output-dir runs/bench
+    A command line of AngelSlim's tools/spec_benchmark.py runs unchanged (--deploy-backend is --backend).
+
+    Example: eagle3 bench --base-model-path Qwen/Qwen3-8B --eagle-model-path runs/draft --model-id qwen3-8b-eagle3 --temperature 0
     """
-    overrides = {key: value for key, value in locals().items() if key != "config"}
-    resolved = resolve_config(BenchConfig, config, overrides)
+    refuse_angelslim_only_flags(num_choices, batch_size, early_stop_method, generate_audio)
+    resolved = resolve_config(BenchConfig, config, overrides, fallbacks)
     from eagle3cli.bench.runner import modes_of, run_bench
 
     with progress_bar(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
     ) as progress:
         tasks: dict[str, Any] = {}
 
+        def on_start(modes: list[str], num_questions: int) -> None:
+            for mode in modes:
+                tasks[mode] = progress.add_task(mode, total=num_questions)
+
         def on_question(mode: str, _: Any) -> None:
-            if mode not in tasks:
-                tasks[mode] = progress.add_task(mode, total=None)
             progress.advance(tasks[mode])
 
-        summary = run_bench(resolved, on_question=on_question)
+        summary = run_bench(resolved, on_start=on_start, on_question=on_question)
     print_summary(summary, modes_of(resolved), Path(resolved.output_dir))
+
+
+def refuse_angelslim_only_flags(num_choices: int, batch_size: int, early_stop_method: str | None, generate_audio: bool) -> None:
+    """AngelSlim flags with no eagle3 meaning: their defaults pass, anything else is one clear error."""
+    if num_choices != 1:
+        raise Eagle3Error(f"--num-choices {num_choices}: eagle3 bench gives one answer per question",
+                          hint="leave --num-choices out; rerun with another --seed for more answers")
+    if batch_size != 1:
+        raise Eagle3Error(f"--batch-size {batch_size}: eagle3 bench decodes one request at a time (per-token latency, "
+                          "as AngelSlim's pytorch backend does)", hint="leave --batch-size out; for batched serving "
+                          "throughput serve the draft with eagle3 serve --speculative-config")
+    if early_stop_method is not None:
+        raise Eagle3Error(f"--early-stop-method {early_stop_method}: eagle3 has no SpecExit early stopping; an answer "
+                          "ends at the end-of-turn token or --max-new-token", hint="leave --early-stop-method out")
+    if generate_audio:
+        raise Eagle3Error("--generate-audio: eagle3 benchmarks text models, not AngelSlim's speech (TTS) path",
+                          hint="leave --generate-audio out")
 
 
 def print_summary(summary: dict[str, Any], modes: list[str], output_dir: Path) -> None:

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Optional
 
 import typer
 
+from eagle3cli.cli.options import ConfigOption, config_options
 from eagle3cli.cli.progress import stderr
+from eagle3cli.config import ConvertGgufConfig
+from eagle3cli.configfile import resolve_config
 
 
+@config_options(ConvertGgufConfig, exclude=("gguf_file",), flags={"output_dir": ("--output-dir", "-o")})
 def convert_gguf(
-    gguf_file: Annotated[Path, typer.Argument(help="The .gguf file.", dir_okay=False)],
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to write the HF model directory.")],
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 (default), bfloat16 or float16.")] = "float32",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    overrides: dict[str, Any],
+    fallbacks: dict[str, Any],
+    gguf_file: Annotated[Optional[str], typer.Argument(help="The .gguf file.", show_default=False)] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Convert a GGUF model (de-quantised) into an HF directory usable by every eagle3 stage and vLLM.
 
     Example: eagle3 convert-gguf SmolLM2-135M-Instruct.Q4_1.gguf --output-dir runs/smollm2
     """
-    from eagle3cli.errors import Eagle3Error
     from eagle3cli.gguf import convert_gguf as convert
 
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise Eagle3Error(f"--dtype {dtype} is not supported", hint="use float32, bfloat16 or float16")
-    stderr.print(f"converting {gguf_file} ({dtype}) …")
-    path = convert(gguf_file, output_dir, dtype=dtype, overwrite=overwrite)  # type: ignore[arg-type]
+    resolved = resolve_config(ConvertGgufConfig, config, overrides | {"gguf_file": gguf_file}, fallbacks)
+    stderr.print(f"converting {resolved.gguf_file} ({resolved.dtype}) …")
+    path = convert(Path(resolved.gguf_file), Path(resolved.output_dir), dtype=resolved.dtype, overwrite=resolved.overwrite)
     typer.echo(str(path))

@@ -2,74 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from eagle3cli import datacheck
+from eagle3cli.cli.options import ConfigOption, config_options
 from eagle3cli.cli.progress import progress_bar
-from eagle3cli.cli.options import (
-    ChatTemplateOption,
-    ConfigOption,
-    DataOption,
-    EnableThinkingOption,
-    FormatOption,
-    MaxLengthOption,
-    NumSamplesOption,
-    OnBadRecordOption,
-    SystemPromptOption,
-    TrustRemoteCodeOption,
-)
 from eagle3cli.config import DataCheckConfig
 from eagle3cli.configfile import resolve_config
+from eagle3cli.errors import Eagle3Error
 
 stdout = Console(highlight=False)
 
 
-def check(
-    data: DataOption = None,
-    tokenizer: Annotated[
-        Optional[str], typer.Option("--tokenizer", help="Tokenizer directory or hub id.")
-    ] = None,
-    target_model: Annotated[
-        Optional[str], typer.Option("--target-model", help="Target model (its tokenizer is used).")
-    ] = None,
-    data_format: FormatOption = None,
-    chat_template: ChatTemplateOption = None,
-    max_length: MaxLengthOption = None,
-    enable_thinking: EnableThinkingOption = None,
-    system_prompt: SystemPromptOption = None,
-    on_bad_record: OnBadRecordOption = None,
-    num_samples: NumSamplesOption = None,
-    show: Annotated[Optional[int], typer.Option("--show", help="Print N samples, loss-masked tokens highlighted.")] = None,
-    trust_remote_code: TrustRemoteCodeOption = None,
-    config: ConfigOption = None,
-) -> None:
+@config_options(DataCheckConfig, flags={"target_model": ("--target-model", "--tokenizer"), "format": ("--format",)})
+def check(overrides: dict[str, Any], fallbacks: dict[str, Any], config: ConfigOption = None) -> None:
     """Validate a chat dataset against a tokenizer and chat template; report lengths and loss-mask coverage.
 
     Example: eagle3 data check --data chats.jsonl --target-model Qwen/Qwen3-8B --chat-template qwen3 --show 2
     """
-    resolved = resolve_config(
-        DataCheckConfig,
-        config,
-        dict(
-            data=data,
-            tokenizer=tokenizer or target_model,
-            format=data_format,
-            chat_template=chat_template,
-            max_length=max_length,
-            enable_thinking=enable_thinking,
-            system_prompt=system_prompt,
-            on_bad_record=on_bad_record,
-            num_samples=num_samples,
-            show=show,
-            trust_remote_code=trust_remote_code,
-        ),
-    )
+    resolved = resolve_config(DataCheckConfig, config, overrides, fallbacks)
     with progress_bar(
         SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} records"),
         TextColumn("{task.fields[tokens]} tokens"), TimeElapsedColumn(),
@@ -83,6 +39,9 @@ def check(
 
         report = datacheck.check_dataset(resolved, on_record=on_record)
     print_report(report, resolved)
+    if report.num_read - report.num_skipped == 0:
+        raise Eagle3Error(f"{resolved.data} holds no usable record ({report.num_read} read, {report.num_skipped} skipped)",
+                          hint="check the path and --format, or the skipped reasons above")
 
 
 def print_report(report: datacheck.DataCheckReport, config: DataCheckConfig) -> None:

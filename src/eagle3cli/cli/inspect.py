@@ -8,7 +8,7 @@ and exit code 1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -16,31 +16,39 @@ from rich.markup import escape
 from rich.table import Table
 
 from eagle3cli.cli.errors import stderr
+from eagle3cli.cli.options import ConfigOption, config_options
+from eagle3cli.config import InspectConfig
+from eagle3cli.configfile import resolve_config
 
 if TYPE_CHECKING:
     from eagle3cli.draft.checkpoint import CheckpointReport
 
 
+@config_options(InspectConfig, exclude=("draft_dir",))
 def inspect(
-    draft_dir: Annotated[Path, typer.Argument(help="Draft checkpoint folder (config.json + model.safetensors).")],
-    target_model: Annotated[
-        Optional[str],
-        typer.Option("--target-model", help="Target folder or hub id: also check sizes, vocabulary and layer ids against it."),
-    ] = None,
+    overrides: dict[str, Any],
+    fallbacks: dict[str, Any],
+    draft_dir: Annotated[Optional[str], typer.Argument(help="Draft checkpoint folder (config.json + model.safetensors).", show_default=False)] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Check a draft checkpoint as vLLM and SGLang would load it, and summarise it."""
+    """Check a draft checkpoint as vLLM and SGLang would load it, and summarise it.
+
+    Example: eagle3 inspect runs/draft/final --target-model Qwen/Qwen3-8B
+    """
     from eagle3cli.draft.checkpoint import inspect_checkpoint
     from eagle3cli.draft.derive import read_target_config
 
-    target_config = read_target_config(target_model) if target_model is not None else None
-    report = inspect_checkpoint(draft_dir, target_config=target_config)
+    resolved = resolve_config(InspectConfig, config, overrides | {"draft_dir": draft_dir}, fallbacks)
+    directory = Path(resolved.draft_dir)
+    target_config = read_target_config(resolved.target_model) if resolved.target_model is not None else None
+    report = inspect_checkpoint(directory, target_config=target_config)
     if report.problems:
         count = len(report.problems)
-        stderr.print(f"[red]invalid draft checkpoint {escape(str(draft_dir))} ({count} problem{'s' * (count != 1)}):[/red]")
+        stderr.print(f"[red]invalid draft checkpoint {escape(str(directory))} ({count} problem{'s' * (count != 1)}):[/red]")
         for problem in report.problems:
             stderr.print(f"- {escape(problem)}")
         raise typer.Exit(code=1)
-    Console(soft_wrap=True).print(summary_table(report, target_model))
+    Console(soft_wrap=True).print(summary_table(report, resolved.target_model))
 
 
 def summary_table(report: CheckpointReport, target_model: str | None) -> Table:

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from eagle3cli.cli.options import (
-    BasePortOption,
-    ConfigOption,
-    DataOption,
-    EnableThinkingOption,
-    FormatOption,
-    HostOption,
-    NumSamplesOption,
-    NumServersOption,
-    OnBadRecordOption,
-)
+from eagle3cli.cli.options import ConfigOption, config_options
 from eagle3cli.cli.progress import progress_bar, stderr
 from eagle3cli.config import SampleConfig
 from eagle3cli.configfile import resolve_config
@@ -32,31 +21,10 @@ if TYPE_CHECKING:
 stdout = Console(highlight=False)
 
 
-def sample(
-    data: DataOption = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Output folder (shards/, failed.jsonl, summary.json, config.json).")] = None,
-    data_format: FormatOption = None,
-    shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="Input records per shard (default 50000).")] = None,
-    server_url: Annotated[Optional[list[str]], typer.Option("--server-url", "--server-urls", help="Server base URL; repeat for several (instead of probing ports).")] = None,
-    host: HostOption = None,
-    base_port: BasePortOption = None,
-    num_servers: NumServersOption = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Served model name (default: the one at /v1/models).")] = None,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", help="Bearer token for the servers (not written to config.json).")] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Records in flight at once (default 256).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Token budget per answer (default 2048).")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Temperature of every record (default 0).")] = None,
-    temperature_mix: Annotated[Optional[str], typer.Option("--temperature-mix", help='Per-record temperature draw, TEMP:WEIGHT,... e.g. "0:4,0.3:1,1.0:3".')] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling threshold (default 1).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the per-record temperature draw (default 0).")] = None,
-    enable_thinking: EnableThinkingOption = None,
-    on_bad_record: OnBadRecordOption = None,
-    drop_truncated: Annotated[Optional[bool], typer.Option("--drop-truncated", help="Leave out records whose answer hit --max-tokens.")] = None,
-    num_samples: NumSamplesOption = None,
-    num_retries: Annotated[Optional[int], typer.Option("--num-retries", help="Retries per request (default 5).")] = None,
-    request_timeout: Annotated[Optional[float], typer.Option("--request-timeout", help="Seconds to wait for one reply (default 600).")] = None,
-    config: ConfigOption = None,
-) -> None:
+@config_options(
+    SampleConfig, flags={"server_urls": ("--server-url", "--server-urls")}, envvars={"api_key": "OPENAI_API_KEY"},
+)
+def sample(overrides: dict[str, Any], fallbacks: dict[str, Any], config: ConfigOption = None) -> None:
     """Regenerate the assistant turns of a chat dataset with the target model (turn by turn), resumably.
 
     Example: eagle3 serve --target-model Qwen/Qwen3-8B --num-servers 8 &
@@ -64,18 +32,7 @@ def sample(
     """
     from eagle3cli.serving import sampler
 
-    resolved = resolve_config(
-        SampleConfig,
-        config,
-        dict(
-            data=data, output_dir=None if output_dir is None else str(output_dir), format=data_format,
-            shard_size=shard_size, server_urls=server_url or None, host=host, base_port=base_port,
-            num_servers=num_servers, model=model, api_key=api_key, concurrency=concurrency, max_tokens=max_tokens,
-            temperature=temperature, temperature_mix=temperature_mix, top_p=top_p, seed=seed,
-            enable_thinking=enable_thinking, on_bad_record=on_bad_record, drop_truncated=drop_truncated,
-            num_samples=num_samples, num_retries=num_retries, request_timeout_s=request_timeout,
-        ),
-    )
+    resolved = resolve_config(SampleConfig, config, overrides, fallbacks)
     total = sampler.estimate_num_records(resolved.data, resolved.num_samples)
     with progress_bar(
         SpinnerColumn(), TextColumn("sampling"), BarColumn(), MofNCompleteColumn(),

@@ -28,6 +28,7 @@ from eagle3cli.dump.manifest import ids_sha256, read_record, record_verifies
 from eagle3cli.dump.shard_file import DUMP_DTYPES
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import format_bytes
 
 # Records tokenised to estimate the output size (all of them when there are fewer).
 NUM_ESTIMATE_RECORDS = 1000
@@ -204,15 +205,6 @@ def check_free_disk(directory: Path, needed_bytes: int, *, force: bool) -> int:
             hint="free some space, use another --output-dir, dump fewer samples, or pass --force to start anyway",
         )
     return free_bytes
-
-
-def format_bytes(num_bytes: float) -> str:
-    """``1.5 GB``-style size (decimal units)."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB")
-    value, unit = float(num_bytes), 0
-    while value >= 1000 and unit < len(units) - 1:
-        value, unit = value / 1000, unit + 1
-    return f"{value:.0f} B" if unit == 0 else f"{value:.1f} {units[unit]}"
 
 
 @dataclass

@@ -233,7 +233,7 @@ def serve(
         try:
             group.start()
             on_status(f"started {len(group.servers)} vLLM server(s); logs in {group.log_dir}")
-            group.wait_ready(config.ready_timeout_s, poll_interval_s=poll_interval_s)
+            group.wait_ready(config.ready_timeout, poll_interval_s=poll_interval_s)
             on_ready(group.endpoints())
             while True:
                 group.check_alive()

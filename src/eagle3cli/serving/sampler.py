@@ -136,12 +136,12 @@ async def _sample(config: SampleConfig, reader: ConversationReader, on_progress:
     connections = config.concurrency + EXTRA_CONNECTIONS
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
-    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=config.request_timeout_s) as http:
+    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=config.request_timeout) as http:
         models_by_url = await find_servers(http, config.server_urls, config.host, config.base_port, config.num_servers)
         summary = SampleSummary(model=choose_model(models_by_url, config.model), servers=list(models_by_url))
-        pool = ServerPool(http, summary.servers, down_timeout_s=config.server_down_timeout_s)
-        policy = RetryPolicy(config.num_retries, config.retry_backoff_s, random.Random())
-        run = SampleRun(config, ChatClient(pool, policy, request_timeout_s=config.request_timeout_s), summary, on_progress)
+        pool = ServerPool(http, summary.servers, down_timeout_s=config.server_down_timeout)
+        policy = RetryPolicy(config.num_retries, config.retry_backoff, random.Random())
+        run = SampleRun(config, ChatClient(pool, policy, request_timeout_s=config.request_timeout), summary, on_progress)
         prober = asyncio.create_task(pool.run_prober())
         try:
             await run.run(reader)
