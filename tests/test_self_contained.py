@@ -44,3 +44,15 @@ def test_no_tracked_file_reads_outside_the_repository() -> None:
             for match in OUTSIDE_REFERENCE.finditer(text)
         ]
     assert not offenders, "files that read outside the repository: " + ", ".join(offenders)
+
+
+def test_documents_hold_no_placeholder_text() -> None:
+    placeholder = re.compile(r"\b(FILL|TBD|TODO|XXX)\b")
+    documents = [path for path in tracked_files() if path.suffix == ".md" and path.is_file()]
+    assert any(path.name == "RESULTS.md" for path in documents)
+    found = [
+        f"{path.relative_to(REPO_ROOT)}: {match.group(0)}"
+        for path in documents
+        for match in placeholder.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, "placeholder text: " + ", ".join(found)

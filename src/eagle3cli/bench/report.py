@@ -115,23 +115,70 @@ def check_same_questions(eagle: list[QuestionResult], baseline: list[QuestionRes
         raise Eagle3Error("eagle and baseline runs answered different questions; no speed-up computed")
 
 
-def plot_summary(summary: dict[str, Any], modes: dict[str, list[QuestionResult]], path: Path) -> Path:
-    """A PNG: histogram of per-step acceptance lengths and per-position acceptance rates."""
+def num_draft_positions(summary: dict[str, Any]) -> int:
+    """Draft tokens a step can accept at most: the tree's depth (hf) or the chain length (vllm)."""
+    settings = summary.get("settings", {})
+    if settings.get("backend") == "vllm":
+        return int(settings.get("num_speculative_tokens", 0))
+    return int(settings.get("depth", 0))
+
+
+def summary_title(summary: dict[str, Any]) -> str:
+    """Model, benchmark, temperature, τ and speed-up in one line."""
+    settings, eagle = summary.get("settings", {}), summary["modes"].get("eagle", {})
+    parts = [str(settings.get("model_id", "")), str(settings.get("bench_name", "")), f"T = {settings.get('temperature', '?')}"]
+    if "tau" in eagle:
+        parts.append(f"τ = {eagle['tau']:.2f}")
+    if "speedup" in summary:
+        parts.append(f"speed-up {summary['speedup']:.2f}x")
+    return "  ·  ".join(part for part in parts if part)
+
+
+def summary_figure(summary: dict[str, Any], modes: dict[str, list[QuestionResult]]) -> Any:
+    """The plot: tokens per target forward, acceptance at every draft position (zeros
+    included), and, when the questions span several categories, τ and speed-up per category."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     steps = [length for result in modes.get("eagle", []) for turn in result.turns for length in turn.accept_lengths]
+    positions = max(num_draft_positions(summary), max(steps, default=1) - 1)
     rates = summary["modes"].get("eagle", {}).get("acceptance_by_position", [])
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    rates = [*rates, *[0.0] * (positions - len(rates))]
+    categories = sorted(name for name, figures in summary["categories"].items() if "eagle" in figures)
+    rows = 2 if len(categories) > 1 else 1
+    figure, axes = plt.subplots(rows, 2, figsize=(11, 4.2 * rows), squeeze=False)
+    histogram, acceptance = axes[0]
     if steps:
-        left.hist(steps, bins=range(1, max(steps) + 2), align="left", rwidth=0.8)
-    left.set(title=f"tokens per target forward (τ = {summary['modes'].get('eagle', {}).get('tau', 0):.2f})",
-             xlabel="tokens", ylabel="decoding steps")
-    right.bar(range(1, len(rates) + 1), rates)
-    right.set(title="acceptance by draft position", xlabel="draft position", ylabel="fraction of steps", ylim=(0, 1))
+        histogram.hist(steps, bins=range(1, max(steps) + 2), align="left", rwidth=0.8)
+    histogram.set(title="tokens per target forward", xlabel="tokens (accepted draft tokens + 1)", ylabel="decoding steps")
+    acceptance.bar(range(1, positions + 1), rates)
+    acceptance.set(title="acceptance by draft position", xlabel="draft position", ylabel="fraction of steps", ylim=(0, 1))
+    for axis in (histogram.xaxis, histogram.yaxis, acceptance.xaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))
+    if rows == 2:
+        taus = [summary["categories"][name]["eagle"].get("tau", 0.0) for name in categories]
+        axes[1][0].bar(categories, taus)
+        axes[1][0].set(title="τ per category", ylabel="τ")
+        speedups = [summary["categories"][name].get("speedup", 0.0) for name in categories]
+        axes[1][1].bar(categories, speedups)
+        axes[1][1].axhline(1.0, color="grey", linewidth=0.8)
+        axes[1][1].set(title="speed-up per category" if "speedup" in summary else "speed-up per category (needs --mode both)",
+                       ylabel="eagle / baseline tokens/s")
+        for axis in axes[1]:
+            axis.tick_params(axis="x", labelrotation=30)
+    figure.suptitle(summary_title(summary))
     figure.tight_layout()
+    return figure
+
+
+def plot_summary(summary: dict[str, Any], modes: dict[str, list[QuestionResult]], path: Path) -> Path:
+    """Save :func:`summary_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = summary_figure(summary, modes)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
