@@ -74,6 +74,7 @@ def test_bench_both_modes_end_to_end(qwen3_target_dir: Path, random_draft_dir: P
     assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "config.json").read_text())["model_id"] == "tiny"
     assert "speed-up" in result.stdout
+    assert "Loading weights" not in result.stderr  # transformers' own bar stays out of the command's output
 
 
 def test_chain_drafting_is_lossless_too(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path) -> None:
@@ -231,3 +232,58 @@ def test_target_without_weights_is_one_clear_error(qwen3_target_dir: Path, tmp_p
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert f"could not load the target model from {broken}" in result.stderr
+    assert "--trust-remote-code" not in result.stderr  # bench has no such flag: the hint must not suggest it
+
+
+def test_progress_knows_the_total_before_any_model_loads(qwen3_target_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.bench import runner as bench_runner
+
+    events: list[tuple] = []
+    real_load = bench_runner.load_models
+    monkeypatch.setattr(bench_runner, "load_models", lambda config: events.append(("load",)) or real_load(config))
+    config = BenchConfig(
+        base_model_path=str(qwen3_target_dir), model_id="t", output_dir=str(tmp_path), mode="baseline",
+        temperature=0, max_new_token=4, chat_template="qwen3", device="cpu", question_end=3,
+    )
+    bench_runner.run_bench(config, on_start=lambda modes, total: events.append(("start", modes, total)),
+                           on_question=lambda mode, result: events.append(("question", mode)))
+    assert events == [("start", ["baseline"], 3), ("load",), *[("question", "baseline")] * 3]
+
+
+def test_summary_plot_shows_every_position_integer_ticks_and_the_run_in_its_title() -> None:
+    import matplotlib.pyplot as plt
+
+    from eagle3cli.bench.report import summary_figure
+
+    eagle = [QuestionResult(1, "math", [TurnResult("a", 10, 2.0, [3, 1, 2])]), QuestionResult(2, "code", [TurnResult("b", 6, 1.0, [1, 2])])]
+    baseline = [QuestionResult(1, "math", [TurnResult("a", 10, 4.0, [])]), QuestionResult(2, "code", [TurnResult("b", 6, 2.0, [])])]
+    modes = {"eagle": eagle, "baseline": baseline}
+    settings = {"model_id": "tiny", "bench_name": "mt_bench", "temperature": 0.0, "depth": 5, "backend": "hf"}
+    figure = summary_figure(summarize(modes, settings, {}), modes)
+    try:
+        histogram, acceptance, per_tau, per_speedup = figure.axes
+        assert figure._suptitle.get_text() == "tiny  ·  mt_bench  ·  T = 0.0  ·  τ = 1.80  ·  speed-up 2.00x"
+        heights = [patch.get_height() for patch in acceptance.patches]
+        assert heights == [0.6, 0.2, 0.0, 0.0, 0.0]  # positions 1..depth, never-accepted ones as zeros
+        figure.canvas.draw()
+        for axis in (histogram.xaxis, histogram.yaxis, acceptance.xaxis):
+            assert all(float(tick).is_integer() for tick in axis.get_majorticklocs())
+        assert [label.get_text() for label in per_tau.get_xticklabels()] == ["code", "math"]
+        assert [round(patch.get_height(), 2) for patch in per_speedup.patches] == [2.0, 2.0]
+    finally:
+        plt.close(figure)
+
+
+def test_a_broken_draft_is_refused_before_the_target_loads(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from eagle3cli.dump import compute
+
+    monkeypatch.delenv("EAGLE3_DEBUG", raising=False)
+    monkeypatch.setattr(compute, "load_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError("target loaded first")))
+    broken = tmp_path / "draft"
+    shutil.copytree(random_draft_dir, broken, ignore=shutil.ignore_patterns("model.safetensors"))
+    result = runner.invoke(app, bench_args(qwen3_target_dir, broken, tmp_path / "out"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: draft {broken} does not fit target") and "model.safetensors does not exist" in result.stderr
+    assert "--trust-remote-code" not in result.stderr

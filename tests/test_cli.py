@@ -102,3 +102,92 @@ def test_unknown_flag_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None
     result = runner.invoke(app, ["data", "check", "--data", "d.jsonl", "--tokenizer", "t", "--format", "csv"])
     assert result.exit_code == 1
     assert "flag --format: Input should be 'auto', 'sharegpt', 'ultrachat' or 'openai'" in result.stderr
+
+
+COMMAND_CONFIGS = {
+    ("data", "check"): "DataCheckConfig",
+    ("serve",): "ServeConfig",
+    ("sample",): "SampleConfig",
+    ("dump-hidden",): "DumpHiddenConfig",
+    ("train", "online"): "OnlineTrainConfig",
+    ("train", "offline"): "OfflineTrainConfig",
+    ("inspect",): "InspectConfig",
+    ("bench",): "BenchConfig",
+    ("convert-gguf",): "ConvertGgufConfig",
+}
+
+
+def wide_help(*command: str) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"}, terminal_width=400)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_root_help_lists_commands_in_pipeline_order() -> None:
+    rows = [line.split()[1] for line in wide_help().splitlines() if line.startswith("│ ") and not line.startswith("│ -")]
+    assert rows == ["data", "serve", "sample", "dump-hidden", "train", "inspect", "bench", "convert-gguf"]
+
+
+@pytest.mark.parametrize("command", COMMAND_CONFIGS, ids=" ".join)
+def test_help_shows_every_default_from_the_config_and_no_bool_metavar(command: tuple[str, ...]) -> None:
+    import eagle3cli.config as configs
+
+    text = wide_help(*command)
+    assert "<bool>" not in text
+    model = getattr(configs, COMMAND_CONFIGS[command])
+    for name, field in model.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if name in ("draft_dir", "gguf_file", "extra_args"):
+            continue  # positional arguments
+        assert flag in text, f"{flag} missing from {' '.join(command)} --help"
+        if field.is_required() or field.default_factory is not None or field.default is None or name.startswith("no_"):
+            continue  # nothing to show: required, an empty list, "not set", or an AngelSlim-style off flag
+        if isinstance(field.default, bool):
+            shown = flag[2:] if field.default else f"no-{flag[2:]}"
+            assert f"[default: {shown}]" in text, flag
+        else:
+            assert f"[default: {field.default}]" in text, f"{flag} default {field.default} not shown"
+
+
+def test_choice_options_complete_their_values() -> None:
+    import os
+    import shutil
+
+    eagle3 = shutil.which("eagle3", path=os.path.dirname(sys.executable))
+    assert eagle3 is not None
+    environment = {**os.environ, "_EAGLE3_COMPLETE": "complete_bash", "COMP_WORDS": "eagle3 bench --mode ", "COMP_CWORD": "3"}
+    result = subprocess.run([eagle3], capture_output=True, text=True, env=environment)
+    assert result.stdout.split() == ["eagle", "baseline", "both"]
+    environment |= {"COMP_WORDS": "eagle3 train offline --lr-scheduler c", "COMP_CWORD": "4"}
+    assert subprocess.run([eagle3], capture_output=True, text=True, env=environment).stdout.split() == ["constant", "cosine"]
+
+
+def test_sample_takes_the_api_key_from_openai_api_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from eagle3cli.serving import sampler
+
+    received = []
+
+    def fake_sample(config, **_):
+        received.append(config.api_key.get_secret_value() if config.api_key else None)
+        raise Eagle3Error("stop here")
+
+    monkeypatch.setattr(sampler, "sample", fake_sample)
+    monkeypatch.setattr(sampler, "estimate_num_records", lambda *args: 1)
+    args = ["sample", "--data", "d.jsonl", "--output-dir", str(tmp_path)]
+    runner.invoke(app, args, env={"OPENAI_API_KEY": "from-env"})
+    runner.invoke(app, [*args, "--api-key", "from-flag"], env={"OPENAI_API_KEY": "from-env"})
+    (tmp_path / "c.yaml").write_text("api_key: from-file\n")
+    runner.invoke(app, [*args, "--config", str(tmp_path / "c.yaml")], env={"OPENAI_API_KEY": "from-env"})
+    runner.invoke(app, args, env={"OPENAI_API_KEY": None})
+    assert received == ["from-env", "from-flag", "from-file", None]
+
+
+def test_serve_on_all_interfaces_warns_about_the_missing_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.serving import launcher
+
+    monkeypatch.setattr(launcher, "serve", lambda config, **_: None)
+    result = runner.invoke(app, ["serve", "--target-model", "m", "--host", "0.0.0.0"])
+    assert result.exit_code == 0 and "--host 0.0.0.0 exposes the servers to the network without an API key" in result.stderr
+    result = runner.invoke(app, ["serve", "--target-model", "m", "--host", "0.0.0.0", "--", "--api-key", "secret"])
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    assert "warning" not in runner.invoke(app, ["serve", "--target-model", "m"]).stderr

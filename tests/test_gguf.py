@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,10 @@ def test_smollm2_converts_to_an_equivalent_hf_directory(tmp_path: Path) -> None:
     assert "quantization_config" not in config
     assert (config["architectures"], config["num_hidden_layers"], config["hidden_size"]) == (["LlamaForCausalLM"], 30, 576)
     assert (output / "model.safetensors").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [output, *output.iterdir()]}
+    assert modes == {name: (0o777 if name == output.name else 0o666) & ~umask for name in modes}  # readable as umask allows
 
     tokenizer = AutoTokenizer.from_pretrained(output)
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.chat_template

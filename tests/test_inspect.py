@@ -128,4 +128,4 @@ def test_library_reports_problems_without_raising(tmp_path: Path) -> None:
 def test_missing_target_is_a_one_line_error(draft_dir: Path, tmp_path: Path) -> None:
     result = run_inspect(str(draft_dir), "--target-model", str(tmp_path / "no-such-target"))
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: model ")
+    assert result.stderr == f"error: no such folder: {tmp_path / 'no-such-target'} — check the path, or pass a hub id like org/name\n"

@@ -86,7 +86,7 @@ def test_rerun_resumes_and_no_resume_starts_fresh(
     config = online_config(target, data, tmp_path / "run", max_steps=2, save_steps=1, log_steps=1)
     train_online(config)
     with caplog.at_level(logging.INFO, logger="eagle3cli"):
-        assert train_online(config.model_copy(update={"max_steps": 3})).global_step == 3
+        assert train_online(config.model_copy(update={"log_steps": 2})).global_step == 2
         assert "resumed from step 2" in caplog.text
         caplog.clear()
         train_online(config.model_copy(update={"resume": False}))

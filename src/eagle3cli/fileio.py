@@ -110,11 +110,15 @@ def prepare_output_dir(path: Path, flag: str) -> Path:
     return path
 
 
-def make_dir(path: Path) -> Path:
-    """``mkdir -p`` (folders get the umask's mode)."""
+def share_tree(path: Path) -> None:
+    """Give every file and folder under ``path`` the mode the umask asks for: writers that
+    create files 0600 (safetensors' ``save_file``, ``mkdtemp``) would keep them from the group."""
+    files, folders = file_mode(), folder_mode()
     with writing(path):
-        Path(path).mkdir(parents=True, exist_ok=True)
-    return Path(path)
+        for root, directories, names in os.walk(path):
+            os.chmod(root, folders)
+            for name in names:
+                os.chmod(os.path.join(root, name), files)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

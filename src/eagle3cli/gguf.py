@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import prepare_output_dir, share_tree, writing
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
@@ -31,6 +32,7 @@ def convert_gguf(gguf_path: Path, output_dir: Path, *, dtype: Dtype = "float32",
         raise Eagle3Error(f"GGUF file {gguf_path} does not exist")
     if output_dir.exists() and not overwrite:
         raise Eagle3Error(f"{output_dir} already exists", hint="pass --overwrite to replace it, or another --output-dir")
+    prepare_output_dir(output_dir.parent, "--output-dir's parent")  # before the model is loaded
     folder, name = gguf_path.parent, gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -40,14 +42,15 @@ def convert_gguf(gguf_path: Path, output_dir: Path, *, dtype: Dtype = "float32",
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
+        with writing(output_dir):
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            share_tree(staging)  # mkdtemp and save_file make 0700/0600: a vLLM run by another user could not read it
+            if output_dir.exists():
+                shutil.rmtree(output_dir)
+            staging.rename(output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.hub import resolve_model_dir
+from eagle3cli.hub import reading_weights, resolve_model_dir
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +54,7 @@ def safetensors_key_map(model_dir: Path) -> dict[str, Path]:
     if single.is_file():
         from safetensors import safe_open
 
-        with safe_open(single, framework="pt") as handle:
+        with reading_weights(model_dir, "target"), safe_open(single, framework="pt") as handle:
             return {key: single for key in handle.keys()}
     raise Eagle3Error(
         f"{model_dir} has neither {SINGLE_FILE} nor {INDEX_FILE}",
@@ -84,7 +84,7 @@ def read_target_tensor(model: str | Path, key: str, *, option: str | None = None
     key_map = safetensors_key_map(model_dir)
     if key not in key_map:
         raise missing_key_error(key, list(key_map), model_dir, option)
-    with safe_open(key_map[key], framework="pt") as handle:
+    with reading_weights(model_dir, "target"), safe_open(key_map[key], framework="pt") as handle:
         return handle.get_tensor(key)
 
 

@@ -27,7 +27,8 @@ from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.fileio import atomic_write_json, atomic_write_text, prepare_output_dir
+from eagle3cli.fileio import atomic_write_json, atomic_write_text
+from eagle3cli.outputs import claimed_output_dir
 
 QuestionCallback = Callable[[str, QuestionResult], None]
 
@@ -62,16 +63,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def load_target(config: BenchConfig, target_dir: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """The target on ``device``, or spread over all visible GPUs when ``num_gpus_per_model > 1``."""
-    from transformers import AutoModelForCausalLM
-
-    from eagle3cli.dump.compute import load_target as load_on_device
+    from eagle3cli.dump.compute import load_pretrained
 
     if config.num_gpus_per_model == 1 or device.type != "cuda":
-        return load_on_device(target_dir, dtype=dtype, device=device, trust_remote_code=False)
+        return load_pretrained(target_dir, dtype=dtype, device_map=str(device))
     max_memory = None
     if config.max_gpu_memory:
         max_memory = {index: config.max_gpu_memory for index in range(torch.cuda.device_count())}
-    return AutoModelForCausalLM.from_pretrained(target_dir, dtype=dtype, device_map="auto", max_memory=max_memory).eval()
+    return load_pretrained(target_dir, dtype=dtype, device_map="auto", max_memory=max_memory)
 
 
 def check_draft(config: BenchConfig, target_dir: Path) -> Path:
@@ -280,21 +279,21 @@ def run_bench(
     ``on_start(modes, num_questions)`` is called once the questions are known, before any model loads.
     """
     questions = select_questions(load_questions(config.bench_name, config.bench_data), config.question_begin, config.question_end)
-    output_dir = prepare_output_dir(Path(config.output_dir), "--output-dir")
     groups = [] if config.backend == "vllm" else gpu_groups(config)
-    write_resolved_config(config, output_dir)
-    if on_start is not None:
-        on_start(modes_of(config), len(questions))
-    vllm_metrics: dict[str, Any] = {}
-    if config.backend == "vllm":
-        modes, vllm_metrics = run_vllm_modes(config, questions, on_question)
-    elif len(groups) > 1:
-        modes = run_workers(config, questions, groups)
-    else:
-        modes = answer_all(config, questions, on_question)
-    settings = config.model_dump(mode="json") | {"num_questions": len(questions), "num_workers": max(1, len(groups))}
-    summary = summarize(modes, settings, hardware())
-    for mode, metrics in vllm_metrics.items():
-        summary["modes"][mode]["vllm"] = metrics
-    write_outputs(config, modes, summary)
+    with claimed_output_dir(Path(config.output_dir), "bench") as output_dir:
+        write_resolved_config(config, output_dir)
+        if on_start is not None:
+            on_start(modes_of(config), len(questions))
+        vllm_metrics: dict[str, Any] = {}
+        if config.backend == "vllm":
+            modes, vllm_metrics = run_vllm_modes(config, questions, on_question)
+        elif len(groups) > 1:
+            modes = run_workers(config, questions, groups)
+        else:
+            modes = answer_all(config, questions, on_question)
+        settings = config.model_dump(mode="json") | {"num_questions": len(questions), "num_workers": max(1, len(groups))}
+        summary = summarize(modes, settings, hardware())
+        for mode, metrics in vllm_metrics.items():
+            summary["modes"][mode]["vllm"] = metrics
+        write_outputs(config, modes, summary)
     return summary

@@ -1,6 +1,8 @@
 """How the CLI reports a user-facing error: one red line on stderr, exit code 1.
 
-``EAGLE3_DEBUG=1`` re-raises instead, so the full traceback is shown.
+The library raises :class:`Eagle3Error` for what the user can fix; an operating-system
+failure it did not anticipate (an ``OSError``: permissions, a full disk, a missing file) is
+described the same way. ``EAGLE3_DEBUG=1`` re-raises instead, so the full traceback is shown.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from eagle3cli.errors import Eagle3Error
+from eagle3cli.errors import Eagle3Error, describe_os_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -27,10 +29,11 @@ def report_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except Eagle3Error as error:
+        except (Eagle3Error, OSError) as error:
             if os.environ.get("EAGLE3_DEBUG") == "1":
                 raise
-            stderr.print(f"[red]error: {escape(str(error))}[/red]")
+            user_error = error if isinstance(error, Eagle3Error) else describe_os_error(error)
+            stderr.print(f"[red]error: {escape(str(user_error))}[/red]")
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]

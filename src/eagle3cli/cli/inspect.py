@@ -38,8 +38,10 @@ def inspect(
     from eagle3cli.draft.checkpoint import inspect_checkpoint
     from eagle3cli.draft.derive import read_target_config
 
+    from eagle3cli.hub import resolve_model_dir
+
     resolved = resolve_config(InspectConfig, config, overrides | {"draft_dir": draft_dir}, fallbacks)
-    directory = Path(resolved.draft_dir)
+    directory = resolve_model_dir(resolved.draft_dir)
     target_config = read_target_config(resolved.target_model) if resolved.target_model is not None else None
     report = inspect_checkpoint(directory, target_config=target_config)
     if report.problems:

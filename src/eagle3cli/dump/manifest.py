@@ -66,7 +66,7 @@ class ShardRecord:
     num_loss_tokens: int
     num_bytes: int
     sha256: str
-    sample_ids_sha256: str  # of the range's record ids: detects a changed data file
+    records_sha256: str  # of the range's records (ids and turns): detects a data file edited in place
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,9 +95,12 @@ def record_file(directory: Path, index: int) -> Path:
     return Path(directory) / SHARDS_DIR / f"{shard_stem(index)}{RECORD_SUFFIX}"
 
 
-def ids_sha256(sample_ids: list[str]) -> str:
-    """A digest of a shard's record ids (one per line)."""
-    return hashlib.sha256("\n".join(sample_ids).encode("utf-8")).hexdigest()
+def records_sha256(records: list[Any]) -> str:
+    """A digest of a shard's records: each one's id and turns (role, content), as JSON lines."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+    return digest.hexdigest()
 
 
 def read_record(directory: Path, index: int) -> ShardRecord | None:
@@ -113,12 +116,12 @@ def write_record(directory: Path, record: ShardRecord) -> None:
     atomic_write_json(record_file(directory, record.index), record.to_json())
 
 
-def record_verifies(directory: Path, record: ShardRecord, *, first_sample: int, sample_ids_sha256: str) -> bool:
-    """True when the shard file is whole (size and sha256) and covers the expected records."""
+def record_verifies(directory: Path, record: ShardRecord, *, first_sample: int, records_sha256: str) -> bool:
+    """True when the shard file is whole (size and sha256) and holds exactly the expected records."""
     path = Path(directory) / record.file
     return (
         record.first_sample == first_sample
-        and record.sample_ids_sha256 == sample_ids_sha256
+        and record.records_sha256 == records_sha256
         and path.is_file()
         and path.stat().st_size == record.num_bytes
         and sha256_file(path) == record.sha256
@@ -141,8 +144,11 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return data
 
 
-def write_manifest(directory: Path, header: dict[str, Any], records: list[ShardRecord] | None) -> None:
-    """The manifest: ``complete: false`` without records (run started), totals and shards with them."""
+def write_manifest(
+    directory: Path, header: dict[str, Any], records: list[ShardRecord] | None, *, bad_records: dict[str, Any] | None = None
+) -> None:
+    """The manifest: ``complete: false`` without records (run started), totals and shards with
+    them, and the malformed input records skipped by ``--on-bad-record skip`` (count and reasons)."""
     if records is None:
         atomic_write_json(Path(directory) / MANIFEST_FILE, {**header, "complete": False, "shards": []})
         return
@@ -151,6 +157,7 @@ def write_manifest(directory: Path, header: dict[str, Any], records: list[ShardR
         for name in ("samples", "skipped_without_loss", "tokens", "loss_tokens", "bytes")
     }
     manifest = {**header, "complete": True, "num_shards": len(records), **totals}
+    manifest["bad_records_skipped"] = bad_records or {"count": 0, "by_reason": {}}
     manifest["shards"] = [record.to_json() for record in records]
     atomic_write_json(Path(directory) / MANIFEST_FILE, manifest)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ from typing import Any
 import torch
 
 from eagle3cli.config import DumpHiddenConfig
+from eagle3cli.data.readers import ReadStats
 from eagle3cli.data.records import Conversation
 from eagle3cli.dump.distributed import Processes
-from eagle3cli.dump.manifest import ids_sha256, read_record, record_verifies
+from eagle3cli.dump.manifest import read_record, record_verifies, records_sha256
 from eagle3cli.dump.shard_file import DUMP_DTYPES
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error
@@ -47,8 +48,10 @@ class ShardInput:
     records: list[tuple[int, Conversation]]
 
     @property
-    def sample_ids_sha256(self) -> str:
-        return ids_sha256([conversation.id for _, conversation in self.records])
+    def records_sha256(self) -> str:
+        return records_sha256([
+            [conversation.id, [[turn.role, turn.content] for turn in conversation.turns]] for _, conversation in self.records
+        ])
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,9 @@ def iter_shard_inputs(conversations: Iterator[Conversation], shard_size: int) ->
         yield ShardInput(index, index * shard_size, batch)
 
 
-def shard_inputs(config: DumpHiddenConfig) -> Iterator[ShardInput]:
-    """One pass over the data, grouped into shards."""
+def shard_inputs(config: DumpHiddenConfig, on_done: Callable[[ReadStats], None] | None = None) -> Iterator[ShardInput]:
+    """One pass over the data, grouped into shards; ``on_done`` gets the pass's read statistics
+    (records read, malformed ones skipped and why) once it is complete."""
     from eagle3cli.data.readers import read_conversations
 
     reader = read_conversations(
@@ -100,14 +104,16 @@ def shard_inputs(config: DumpHiddenConfig) -> Iterator[ShardInput]:
         require_assistant=True,
         num_samples=config.num_samples,
     )
-    return iter_shard_inputs((conversation for _, conversation in reader), config.shard_size)
+    yield from iter_shard_inputs((conversation for _, conversation in reader), config.shard_size)
+    if on_done is not None:
+        on_done(reader.stats)
 
 
 def shard_is_done(directory: Path, shard: ShardInput) -> bool:
     """True when the shard's record exists and its file verifies (size, sha256, same records)."""
     record = read_record(directory, shard.index)
     return record is not None and record_verifies(
-        directory, record, first_sample=shard.first_sample, sample_ids_sha256=shard.sample_ids_sha256
+        directory, record, first_sample=shard.first_sample, records_sha256=shard.records_sha256
     )
 
 
@@ -216,6 +222,7 @@ class LocalPlan:
     num_resumed: int = 0
     num_samples: int = 0  # records of the pending shards
     num_tokens: int = 0  # estimated tokens of the pending shards
+    bad_records: dict[str, Any] = field(default_factory=dict)  # malformed input records skipped: count, by_reason
 
 
 @dataclass(frozen=True)
@@ -237,7 +244,10 @@ def plan_local(config: DumpHiddenConfig, target: DumpTarget, directory: Path, pr
     """Find this process's shards that are done and those pending; estimate the pending tokens."""
     plan = LocalPlan()
     sample = RecordSample(NUM_ESTIMATE_RECORDS)
-    for shard in shard_inputs(config):
+    def keep_read_stats(stats: ReadStats) -> None:
+        plan.bad_records = {"count": stats.num_skipped, "by_reason": dict(stats.skipped_by_reason)}
+
+    for shard in shard_inputs(config, on_done=keep_read_stats):
         plan.num_shards += 1
         if not processes.owns(shard.index):
             continue

@@ -54,6 +54,7 @@ from eagle3cli.dump.target import DumpTarget, manifest_header, prepare_target
 from eagle3cli.dump.vocab_counts import write_vocab_map
 from eagle3cli.dump.writer import ShardWriter
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.outputs import claimed_output_dir
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class DumpSummary:
     num_bytes_written: int
     num_skipped_without_loss: int
     num_truncated: int
+    num_bad_records_skipped: int
     elapsed_s: float
     manifest: dict[str, Any] = field(repr=False)
 
@@ -104,9 +106,11 @@ def dump_hidden(
     takes the shards ``k % world_size == rank``. ``on_start`` and ``on_progress`` are called
     on process 0 only.
     """
-    with processes_from_env() as processes:
+    with processes_from_env() as processes, ExitStack() as stack:
+        directory = collectively(processes, lambda: stack.enter_context(
+            claimed_output_dir(Path(config.output_dir), "dump-hidden", is_main=processes.is_main)
+        ))
         target = collectively(processes, lambda: prepare_target(config))
-        directory = Path(config.output_dir)
         header = manifest_header(config, target)
         if not config.overwrite:
             collectively(processes, lambda: check_resumable(directory, header))
@@ -121,7 +125,7 @@ def dump_hidden(
         written = collectively(processes, lambda: write_pending(config, target, model, directory, plan, report))
         elapsed_s = time.perf_counter() - started
         collectively(
-            processes, lambda: finish_output(directory, header, plan.num_shards, target) if processes.is_main else None
+            processes, lambda: finish_output(directory, header, plan, target) if processes.is_main else None
         )
         return summarize(directory, processes, plan, written, elapsed_s)
 
@@ -222,9 +226,9 @@ def progress_reporter(on_progress: Callable[[DumpProgress], None] | None) -> Cal
     return report
 
 
-def finish_output(directory: Path, header: dict[str, Any], num_shards: int, target: DumpTarget) -> None:
+def finish_output(directory: Path, header: dict[str, Any], plan: LocalPlan, target: DumpTarget) -> None:
     """Process 0, after every process is done: the complete manifest and the vocab map."""
-    records = [read_record(directory, index) for index in range(num_shards)]
+    records = [read_record(directory, index) for index in range(plan.num_shards)]
     missing = [
         index for index, record in enumerate(records) if record is None or not (directory / record.file).is_file()
     ]
@@ -235,7 +239,7 @@ def finish_output(directory: Path, header: dict[str, Any], num_shards: int, targ
         )
     complete = [record for record in records if record is not None]
     write_vocab_map(directory, complete, vocab_size=target.vocab_size, draft_vocab_size=target.draft.draft_vocab_size)
-    write_manifest(directory, header, complete)
+    write_manifest(directory, header, complete, bad_records=plan.bad_records)
 
 
 def summarize(
@@ -257,6 +261,7 @@ def summarize(
         num_bytes_written=written.num_bytes,
         num_skipped_without_loss=written.num_skipped_without_loss,
         num_truncated=written.num_truncated,
+        num_bad_records_skipped=int(plan.bad_records.get("count", 0)),
         elapsed_s=elapsed_s,
         manifest=manifest,
     )

@@ -33,7 +33,7 @@ import torch
 from eagle3cli.errors import Eagle3Error
 
 FORMAT_NAME = "eagle3-hidden-states"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: shard records hash the records' content (records_sha256)
 SAFETENSORS_DTYPES = {
     torch.bfloat16: "BF16",
     torch.float16: "F16",

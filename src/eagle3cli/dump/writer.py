@@ -54,7 +54,7 @@ def save_shard(
         num_loss_tokens=sum(int(sample.loss_mask.sum()) for sample in samples),
         num_bytes=digests[0].num_bytes,
         sha256=digests[0].sha256,
-        sample_ids_sha256=shard.sample_ids_sha256,
+        records_sha256=shard.records_sha256,
     )
     write_record(directory, record)
     return record

@@ -29,6 +29,7 @@ import httpx
 
 from eagle3cli.config import ServeConfig
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import prepare_output_dir
 
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_PYTHON_ENV = "EAGLE3_VLLM_PYTHON"
@@ -227,8 +228,9 @@ def serve(
 
     Raises :class:`Eagle3Error` if a server fails to start or dies; all are stopped either way.
     """
+    log_dir = prepare_output_dir(Path(config.log_dir), "--log-dir")
     python = resolve_vllm_python(config)
-    group = ServerGroup(plan_servers(config, python, visible_gpus()), config.host, Path(config.log_dir))
+    group = ServerGroup(plan_servers(config, python, visible_gpus()), config.host, log_dir)
     with sigterm_raises():
         try:
             group.start()

@@ -25,6 +25,7 @@ from eagle3cli.data.readers import ConversationReader, read_conversations, resol
 from eagle3cli.data.records import Conversation
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json
+from eagle3cli.outputs import claimed_output_dir
 from eagle3cli.serving.client import ChatClient, RetryPolicy, SamplingParams
 from eagle3cli.serving.failures import FailedLog
 from eagle3cli.serving.pool import ServerPool, ServersDown, choose_model, find_servers
@@ -80,18 +81,18 @@ def sample(config: SampleConfig, *, on_progress: ProgressCallback | None = None)
     Returns the summary (also written as ``summary.json``). A run that stopped because no
     server answered has ``stopped_reason`` set; rerunning the same command continues it.
     """
-    output_dir = Path(config.output_dir)
-    check_same_input(output_dir, config)
-    reader = read_conversations(
-        config.data,
-        data_format=config.format,
-        on_bad_record=config.on_bad_record,
-        require_assistant=False,
-        num_samples=config.num_samples,
-    )
-    write_resolved_config(config, output_dir)
-    summary = asyncio.run(_sample(config, reader, on_progress or (lambda _: None)))
-    atomic_write_json(output_dir / SUMMARY_FILENAME, summary.to_json())
+    with claimed_output_dir(Path(config.output_dir), "sample") as output_dir:
+        check_same_input(output_dir, config)
+        reader = read_conversations(
+            config.data,
+            data_format=config.format,
+            on_bad_record=config.on_bad_record,
+            require_assistant=False,
+            num_samples=config.num_samples,
+        )
+        write_resolved_config(config, output_dir)
+        summary = asyncio.run(_sample(config, reader, on_progress or (lambda _: None)))
+        atomic_write_json(output_dir / SUMMARY_FILENAME, summary.to_json())
     return summary
 
 

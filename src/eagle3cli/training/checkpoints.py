@@ -26,7 +26,7 @@ import torch
 
 from eagle3cli.draft.checkpoint import save_checkpoint
 from eagle3cli.draft.config import DraftConfig
-from eagle3cli.fileio import atomic_write_json
+from eagle3cli.fileio import atomic_write_json, writing
 
 CHECKPOINTS_DIR = "checkpoints"
 TRAINER_STATE_FILE = "trainer_state.json"
@@ -76,8 +76,9 @@ def write_draft(directory: Path, module_state: dict[str, torch.Tensor], config: 
     save_checkpoint(staging, draft_state_dict(module_state), config)
     for name, data in (extra or {}).items():
         atomic_write_json(staging / name, data)
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
+    with writing(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
 
 
 def staging_dir(output_dir: Path, step: int) -> Path:
@@ -110,11 +111,21 @@ def finish_step_checkpoint(
     return final
 
 
+def remove_incomplete(output_dir: Path) -> None:
+    """Delete what a run killed mid-save left: staging folders and step folders without their
+    trainer state (which is written last)."""
+    root = output_dir / CHECKPOINTS_DIR
+    leftovers = [*root.glob(".step-*.tmp"), *(path for path in root.glob("step-*") if not (path / TRAINER_STATE_FILE).is_file())]
+    leftovers += [output_dir / f".{name}.tmp" for name in (BEST_DIR, FINAL_DIR)]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_run_outputs(output_dir: Path) -> None:
     """``--no-resume``: forget earlier checkpoints, best/, final/, metrics and the vocab map."""
     from eagle3cli.draft.vocab import VOCAB_MAP_FILE
 
     for name in (CHECKPOINTS_DIR, BEST_DIR, FINAL_DIR):
         shutil.rmtree(output_dir / name, ignore_errors=True)
-    for name in (VOCAB_MAP_FILE, "metrics.jsonl"):
+    for name in (VOCAB_MAP_FILE, "metrics.jsonl", "run.json"):
         (output_dir / name).unlink(missing_ok=True)

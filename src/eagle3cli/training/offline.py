@@ -30,6 +30,14 @@ from eagle3cli.training.trainer import RunContext, TrainingInputs, TrainSummary,
 
 logger = logging.getLogger(__name__)
 
+# --verify-shards defaults (benchmarks/RESULTS.md, "Shard verification"): sha256 reads shards at
+# ~1.3 GB/s here; the draft trains ~370 tokens/s on 2 CPU cores (SmolLM2) and ~20,000 tokens/s
+# on one H200 (Llama-3.1-8B shape). Both scale with the tokens, so the cost of verifying
+# relative to an epoch is bytes/token x training rate / hash rate, whatever the dump's size.
+HASH_BYTES_PER_S = 1.3e9
+TRAIN_TOKENS_PER_S = {"cpu": 370.0, "cuda": 20_000.0}
+MAX_VERIFY_FRACTION = 0.1
+
 
 class DumpSource:
     """Samples of a hidden-state dump, read on demand (memory-mapped), optionally cropped."""
@@ -117,20 +125,39 @@ def dump_vocab_map(dump: HiddenStateDump, draft_config: DraftConfig) -> VocabMap
     return build_vocab_map(counts, draft_config.draft_vocab_size)
 
 
-def open_checked_dumps(config: OfflineTrainConfig) -> tuple[HiddenStateDump, HiddenStateDump | None, DraftConfig, Path]:
-    """The training and eval dumps, checked against the target; the draft config; the target folder."""
+def verification_cost(dump: HiddenStateDump, device_type: str) -> float:
+    """Estimated time to sha256 every shard, as a fraction of one training epoch on ``device_type``."""
+    bytes_per_token = int(dump.manifest["num_bytes"]) / max(int(dump.manifest["num_tokens"]), 1)
+    return bytes_per_token * TRAIN_TOKENS_PER_S[device_type] / HASH_BYTES_PER_S
+
+
+def should_verify(config: OfflineTrainConfig, dump: HiddenStateDump) -> bool:
+    """``--verify-shards``, or by default: when hashing costs under 10 % of an epoch here."""
+    if config.verify_shards is not None:
+        return config.verify_shards
+    return verification_cost(dump, "cuda" if torch.cuda.is_available() else "cpu") < MAX_VERIFY_FRACTION
+
+
+def open_checked_dumps(
+    config: OfflineTrainConfig, *, verify: bool = False
+) -> tuple[HiddenStateDump, HiddenStateDump | None, DraftConfig, Path]:
+    """The training and eval dumps, checked against the target; the draft config; the target
+    folder. With ``verify`` every shard's sha256 is checked (as :func:`should_verify` decides)."""
     from eagle3cli.draft.derive import read_target_config
     from eagle3cli.hub import resolve_model_dir
 
     target_dir = resolve_model_dir(config.target_model, allow_patterns=["*.json"])
     target_config = read_target_config(target_dir)
     train_dump = open_dump(config.train_hidden)
+    if verify and should_verify(config, train_dump):
+        logger.info("verifying the sha256 of %d shard(s) in %s", len(train_dump.shards), train_dump.directory)
+        train_dump = open_dump(config.train_hidden, verify_checksums=True)
     check_dump_target(train_dump, target_dir, target_config)
     check_manifest_settings(config, train_dump)
     draft_config = offline_draft_config(config, train_dump, target_config)
     eval_dump = None
     if config.eval_hidden is not None:
-        eval_dump = open_dump(config.eval_hidden)
+        eval_dump = open_dump(config.eval_hidden, verify_checksums=verify and should_verify(config, train_dump))
         check_dump_target(eval_dump, target_dir, target_config)
         if eval_dump.aux_layer_ids != train_dump.aux_layer_ids:
             raise Eagle3Error(
@@ -153,10 +180,14 @@ def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> Training
         train=DumpSource(train_dump, config.max_length),
         eval=None if eval_dump is None else DumpSource(eval_dump, config.max_length),
         count_vocab_map=lambda: dump_vocab_map(train_dump, draft_config),
+        train_data_sha256=hashlib.sha256("\n".join(record.sha256 for record in train_dump.shards).encode()).hexdigest(),
     )
 
 
 def train_offline(config: OfflineTrainConfig, *, on_step: Any = None) -> TrainSummary:
     """Train a draft on hidden-state dumps; outputs go to ``config.output_dir``."""
-    open_checked_dumps(config)  # a mismatched dump fails before any heavy work
-    return train(config, Path(config.output_dir), lambda context: prepare_offline(config, context), on_step=on_step)
+    return train(
+        config, Path(config.output_dir), lambda context: prepare_offline(config, context),
+        # a mismatched or corrupt dump fails before any heavy work (process 0 hashes the shards)
+        check_inputs=lambda is_main: open_checked_dumps(config, verify=is_main) and None, on_step=on_step,
+    )

@@ -87,6 +87,16 @@ def tokenize_data(config: OnlineTrainConfig, tokenizer: Any, source: str, num_sa
     return samples
 
 
+def samples_sha256(samples: list[TokenizedSample]) -> str:
+    """A digest of the tokenised samples (ids and loss masks, in order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(sample.input_ids.numpy().tobytes() + sample.loss_mask.numpy().tobytes() + b"|")
+    return digest.hexdigest()
+
+
 def count_loss_tokens(samples: list[TokenizedSample], vocab_size: int) -> torch.Tensor:
     """``[vocab]`` int64 counts of loss-masked token ids."""
     tokens = torch.cat([sample.input_ids[sample.loss_mask] for sample in samples])
@@ -134,10 +144,14 @@ def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingIn
         train=OnlineSource(train_samples, target, aux_layer_ids),
         eval=None if eval_samples is None else OnlineSource(eval_samples, target, aux_layer_ids),
         count_vocab_map=count_vocab_map,
+        train_data_sha256=samples_sha256(train_samples),
     )
 
 
 def train_online(config: OnlineTrainConfig, *, on_step: Any = None) -> TrainSummary:
     """Train a draft with the target in the loop; outputs go to ``config.output_dir``."""
-    resolve_online_draft_config(config)  # a bad draft config fails before any heavy work
-    return train(config, Path(config.output_dir), lambda context: prepare_online(config, context), on_step=on_step)
+    return train(
+        config, Path(config.output_dir), lambda context: prepare_online(config, context),
+        check_inputs=lambda _: resolve_online_draft_config(config) and None,  # a bad draft config fails first
+        on_step=on_step,
+    )

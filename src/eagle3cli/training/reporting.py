@@ -15,6 +15,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import atomic_write_text, writing
+
 logger = logging.getLogger("eagle3cli.training")
 
 METRICS_FILE = "metrics.jsonl"
@@ -58,33 +61,44 @@ class Reporter:
         if not self.enabled:
             return
         logger.info(log_line(step, self.total_steps, metrics, prefix="step" if kind == "train" else "eval"))
-        with (self.output_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"kind": kind, "step": step, **metrics}) + "\n")
+        line = json.dumps({"kind": kind, "step": step, **metrics}) + "\n"
+        with writing(self.output_dir / METRICS_FILE), (self.output_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
+            handle.write(line)  # one write of a whole line: a crash leaves at most a torn last line
         self.accelerator.log({f"{kind}/{name}": value for name, value in metrics.items()}, step=step)  # type: ignore[attr-defined]
 
 
 def read_metrics(output_dir: Path) -> list[dict[str, float]]:
-    """Every record of ``metrics.jsonl`` (for tests and summaries)."""
+    """Every record of ``metrics.jsonl``; a last line torn by a crash is left out."""
     path = Path(output_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            if number == len(lines):
+                logger.warning("%s: its last line was cut off (a crash while logging); it is left out", path)
+                break
+            raise Eagle3Error(f"{path} line {number} is not JSON", hint="delete the line, or rerun with --no-resume") from None
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
 
 
 def drop_metrics_after(output_dir: Path, step: int) -> None:
     """On resume: forget records of steps past the checkpoint (a killed run logged them;
-    the resumed run logs them again)."""
-    records = [record for record in read_metrics(output_dir) if record["step"] <= step]
+    the resumed run logs them again) and a torn last line; rewritten atomically."""
     path = Path(output_dir) / METRICS_FILE
     if path.is_file():
-        path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+        records = [record for record in read_metrics(output_dir) if record["step"] <= step]
+        atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def tracker_name(report_to: str) -> str | None:
     """The accelerate tracker for ``report_to``; checks its package is installed."""
     import importlib.util
-
-    from eagle3cli.errors import Eagle3Error
 
     if report_to == "none":
         return None

@@ -14,8 +14,10 @@ vocabulary map is counted. Everything else is here:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import VocabMap
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import atomic_write_json, share_tree, writing
+from eagle3cli.outputs import claimed_output_dir
 from eagle3cli.training import checkpoints
 from eagle3cli.training.accelerate_setup import make_accelerator, make_scheduler, prepare, reset_accelerate_state
 from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_batch, num_micro_batches
@@ -40,6 +44,13 @@ from eagle3cli.training.reporting import Reporter, drop_metrics_after
 from eagle3cli.training.step import TargetBatch, TargetRows, num_trained_positions, target_rows, unrolled_step
 
 logger = logging.getLogger("eagle3cli.training")
+
+RUN_RECORD_FILE = "run.json"
+# Settings a resumed run may change: they decide what is logged, evaluated and kept, not what is trained.
+CHANGEABLE_ON_RESUME = frozenset({
+    "resume", "log_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "run_name",
+    "eval_data", "eval_hidden", "verify_shards", "train_data", "trust_remote_code",
+})
 
 
 class BatchSource(Protocol):
@@ -71,6 +82,7 @@ class TrainingInputs:
     train: BatchSource
     eval: BatchSource | None
     count_vocab_map: Callable[[], VocabMap]  # called on process 0 when no map exists yet
+    train_data_sha256: str  # identifies the training samples: a resume must train on the same
 
 
 @dataclass
@@ -130,13 +142,21 @@ def train(
     output_dir: Path,
     prepare_inputs: Callable[[RunContext], TrainingInputs],
     *,
+    check_inputs: Callable[[bool], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrainSummary:
-    """Train a draft; ``on_step(step, total)`` is called on process 0 after each optimizer step."""
+    """Train a draft; ``on_step(step, total)`` is called on process 0 after each optimizer step.
+
+    ``check_inputs(is_main_process)`` runs once the output folder is claimed, before anything
+    heavy: the place for cheap checks that should fail fast (and process 0's shard hashing)."""
+    is_main = int(os.environ.get("RANK", "0")) == 0  # known before accelerate starts
     try:
-        run = start_run(config, Path(output_dir), prepare_inputs)
-        train_metrics, eval_metrics = training_loop(run, on_step)
-        run.accelerator.end_training()
+        with claimed_output_dir(Path(output_dir), "train", is_main=is_main):
+            if check_inputs is not None:
+                check_inputs(is_main)
+            run = start_run(config, Path(output_dir), prepare_inputs)
+            train_metrics, eval_metrics = training_loop(run, on_step)
+            run.accelerator.end_training()
     finally:
         reset_accelerate_state()
     best = run.output_dir / checkpoints.BEST_DIR
@@ -152,14 +172,19 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     """Steps 1–3: accelerator, inputs, draft, optimizer, scheduler, resume."""
     accelerator = make_accelerator(config, output_dir)
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
         if not config.resume:
             checkpoints.remove_run_outputs(output_dir)
-        warn_about_changed_settings(config, output_dir)
-        write_resolved_config(config, output_dir)
+        checkpoints.remove_incomplete(output_dir)
+        check_resumed_settings(config, output_dir, accelerator.num_processes)
     accelerator.wait_for_everyone()
     context = RunContext(accelerator.device, accelerator.is_main_process, accelerator.wait_for_everyone, config.precision == "bf16")
     inputs = prepare_inputs(context)
+    if accelerator.is_main_process:
+        run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
+        check_resumed_data(config, output_dir, run_record)
+        write_resolved_config(config, output_dir)
+        atomic_write_json(output_dir / RUN_RECORD_FILE, run_record)
+    accelerator.wait_for_everyone()
     vocab_map = run_vocab_map(config, output_dir, inputs, accelerator)
     draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init_draft=config.init_draft)
     module = DraftTrainingModule(draft, config)
@@ -170,10 +195,9 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     scheduler = make_scheduler(config.lr_scheduler, optimizer, int(config.warmup_ratio * total_steps), total_steps)
     module, optimizer = prepare(accelerator, module, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    state = resume_state(accelerator, output_dir) if config.resume else checkpoints.TrainerState()
     torch.manual_seed(config.seed + 1 + accelerator.process_index)  # noise; restored on resume
-    if config.resume and state.global_step:
-        accelerator.load_state(str(checkpoints.step_dir(output_dir, state.global_step) / checkpoints.TRAINING_STATE_DIR))
+    state = load_newest_checkpoint(accelerator, output_dir) if config.resume else checkpoints.TrainerState()
+    if state.global_step:
         if accelerator.is_main_process:
             drop_metrics_after(output_dir, state.global_step)
         logger.info("resumed from step %d (epoch %d, micro-batch %d)", state.global_step, state.epoch, state.micro_batch)
@@ -194,17 +218,51 @@ def run_vocab_map(config: TrainHyperParameters, output_dir: Path, inputs: Traini
     )
 
 
-def warn_about_changed_settings(config: TrainHyperParameters, output_dir: Path) -> None:
-    """A rerun that resumes with other settings than the run it continues: say which."""
-    import json
+def previous_record(output_dir: Path, name: str) -> dict[str, Any] | None:
+    """A JSON record of the run being resumed (``config.json``, ``run.json``), or None when
+    there is no checkpoint to resume or no such record."""
+    path = output_dir / name
+    if not checkpoints.complete_checkpoints(output_dir) or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise Eagle3Error(f"{path} is unreadable ({error}), so this run cannot be checked against the one it would resume",
+                          hint="rerun with --no-resume to start over") from error
+    return data if isinstance(data, dict) else None
 
-    path = output_dir / "config.json"
-    if not config.resume or not path.is_file() or not checkpoints.complete_checkpoints(output_dir):
-        return
-    previous = json.loads(path.read_text(encoding="utf-8"))
-    changed = sorted(key for key, value in config.model_dump(mode="json").items() if previous.get(key) != value)
+
+def refuse_changes(changed: list[str], output_dir: Path) -> None:
     if changed:
-        logger.warning("resuming with settings changed since the last run: %s", ", ".join(changed))
+        raise Eagle3Error(
+            f"{output_dir} holds a run made with other settings ({'; '.join(changed)}); resuming it would not train as asked",
+            hint="rerun with --no-resume to start over in this folder, or with the old values to continue it",
+        )
+
+
+def check_resumed_settings(config: TrainHyperParameters, output_dir: Path, num_processes: int) -> None:
+    """A resume must continue the same run: refuse when a setting outside
+    :data:`CHANGEABLE_ON_RESUME` differs from the run's ``config.json`` (kept unchanged)."""
+    previous = previous_record(output_dir, "config.json") if config.resume else None
+    if previous is None:
+        return
+    current = config.model_dump(mode="json")
+    refuse_changes([
+        f"{key}: {json.dumps(previous.get(key))} -> {json.dumps(value)}"
+        for key, value in current.items()
+        if key not in CHANGEABLE_ON_RESUME and previous.get(key) != value
+    ], output_dir)
+
+
+def check_resumed_data(config: TrainHyperParameters, output_dir: Path, run_record: dict[str, Any]) -> None:
+    """A resume must also see the same processes and training samples (``run.json``)."""
+    previous = previous_record(output_dir, RUN_RECORD_FILE) if config.resume else None
+    if previous is None:
+        return
+    names = {"num_processes": "number of processes", "train_data_sha256": "training data (sha256 of the samples)"}
+    refuse_changes([
+        f"{names[key]}: {previous.get(key)} -> {value}" for key, value in run_record.items() if previous.get(key) != value
+    ], output_dir)
 
 
 def planned_steps(config: TrainHyperParameters, micro_batches_per_epoch: int) -> int:
@@ -219,9 +277,23 @@ def planned_steps(config: TrainHyperParameters, micro_batches_per_epoch: int) ->
     return total if config.max_steps is None else min(total, config.max_steps)
 
 
-def resume_state(accelerator: Any, output_dir: Path) -> checkpoints.TrainerState:
+def load_newest_checkpoint(accelerator: Any, output_dir: Path) -> checkpoints.TrainerState:
+    """Load the newest checkpoint that reads back whole (weights, optimizer, scheduler, RNG); a
+    damaged one (a torn or corrupt file) is reported and the one before it is tried."""
     found = checkpoints.complete_checkpoints(output_dir)
-    return checkpoints.TrainerState.read(found[-1] / checkpoints.TRAINER_STATE_FILE) if found else checkpoints.TrainerState()
+    for path in reversed(found):
+        try:
+            state = checkpoints.TrainerState.read(path / checkpoints.TRAINER_STATE_FILE)
+            accelerator.load_state(str(path / checkpoints.TRAINING_STATE_DIR))
+            return state
+        except Exception as error:  # torch.load, safetensors and json fail in many ways; all mean "unreadable"
+            logger.warning("checkpoint %s cannot be read (%s: %s); trying the one before it", path, type(error).__name__, error)
+    if found:
+        raise Eagle3Error(
+            f"none of the {len(found)} checkpoint(s) in {output_dir / checkpoints.CHECKPOINTS_DIR} can be read",
+            hint="rerun with --no-resume to start over",
+        )
+    return checkpoints.TrainerState()
 
 
 def tracker_config(config: TrainHyperParameters) -> dict[str, Any]:
@@ -378,7 +450,9 @@ def save_step_checkpoint(run: Run) -> None:
         checkpoints.begin_step_checkpoint(run.output_dir, step)
     accelerator.wait_for_everyone()
     staging = checkpoints.staging_dir(run.output_dir, step)
-    accelerator.save_state(str(staging / checkpoints.TRAINING_STATE_DIR))
+    with writing(staging):
+        accelerator.save_state(str(staging / checkpoints.TRAINING_STATE_DIR))
+        share_tree(staging / checkpoints.TRAINING_STATE_DIR)
     module_state = accelerator.get_state_dict(run.module)
     if accelerator.is_main_process:
         path = checkpoints.finish_step_checkpoint(
