@@ -14,25 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from builders.dump_data import write_chat_records
-from builders.training import single_thread_torch
 from eagle3cli.cli.main import app
-from test_failures import dump_args, offline_args, one_error_line, online_args
+from test_failures import dump_args, no_debug, offline_args, one_error_line, online_args, single_thread, world  # noqa: F401
 
-single_thread = pytest.fixture(autouse=True, scope="module")(single_thread_torch)
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("EAGLE3_DEBUG", raising=False)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, qwen3_target_dir: Path) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("outputs")
-    data = write_chat_records(root / "chats.jsonl", 6)
-    assert runner.invoke(app, dump_args(data, qwen3_target_dir, root / "dump")).exit_code == 0
-    return {"root": root, "target": qwen3_target_dir, "data": data, "dump": root / "dump"}
 
 
 @pytest.mark.parametrize(
