@@ -32,7 +32,7 @@ COMPARE_EPOCHS=${COMPARE_EPOCHS:-1}
 DATASETS=${DATASETS:-"mt_bench gsm8k humaneval alpaca"}
 TEMPERATURES=${TEMPERATURES:-"0 1"}
 SEED_TREE=${SEED_TREE:-60/5/10}              # total tokens / depth / top-k of the EAGLE-3 seed
-CPU_TREES=${CPU_TREES:-"32/5/8 16/4/4 10/5/2 8/4/2 5/4/1"}   # candidates; fastest on mt_bench T=0 wins
+CPU_TREES=${CPU_TREES:-"32/4/8 16/3/4 10/4/2 8/3/2 5/3/1"}   # candidates; fastest on mt_bench T=0 wins
 SWEEP_QUESTIONS=${SWEEP_QUESTIONS:-4}
 BENCH_QUESTIONS=${BENCH_QUESTIONS:-10}       # per dataset (mt_bench questions have two turns)
 BENCH_MAX_NEW=${BENCH_MAX_NEW:-256}

@@ -140,7 +140,7 @@ def speed(device: str, small: bool) -> dict:
         out = target.forward(one, torch.tensor([[prefix]], device=device), None, state.target_cache)
         target.crop(out.cache, prefix)
 
-    state.draft_cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.depth + 1)
+    state.draft_cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
     tree = draft_tree(draft, state.draft_cache, state.draft_hidden, state.tokens[-1], config)
     tree_mask = tree_attention_mask(tree.mask, prefix)
     tree_positions = (prefix + tree.depths)[None]
@@ -164,8 +164,8 @@ def speed(device: str, small: bool) -> dict:
         "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "dtype": str(dtype), "target_shape": shape, "prompt_tokens": 512, "tree_nodes": tree.num_nodes,
         "decode_1_ms": decode_s * 1e3, "verify_60_ms": verify_s * 1e3, "verify_over_decode": verify_s / decode_s,
-        "draft_tree_ms": draft_s * 1e3, "draft_depth_step_ms": draft_s / config.depth * 1e3,
-        "draft_depth_step_over_target_step": draft_s / config.depth / decode_s,
+        "draft_tree_ms": draft_s * 1e3, "draft_depth_step_ms": draft_s / config.num_draft_levels * 1e3,
+        "draft_depth_step_over_target_step": draft_s / config.num_draft_levels / decode_s,
         "speculative_step_ms": step_s * 1e3,
         "baseline_tokens_per_s": base_tps,
         "speculative_random_draft_tokens_per_s": spec.stats.num_new_tokens / spec.stats.total_seconds,

@@ -264,7 +264,7 @@ def test_summary_plot_shows_every_position_integer_ticks_and_the_run_in_its_titl
         histogram, acceptance, per_tau, per_speedup = figure.axes
         assert figure._suptitle.get_text() == "tiny  ·  mt_bench  ·  T = 0.0  ·  τ = 1.80  ·  speed-up 2.00x"
         heights = [patch.get_height() for patch in acceptance.patches]
-        assert heights == [0.6, 0.2, 0.0, 0.0, 0.0]  # positions 1..depth, never-accepted ones as zeros
+        assert heights == [0.6, 0.2, 0.0, 0.0, 0.0, 0.0]  # positions 1..depth + 1, never-accepted ones as zeros
         figure.canvas.draw()
         for axis in (histogram.xaxis, histogram.yaxis, acceptance.xaxis):
             assert all(float(tick).is_integer() for tick in axis.get_majorticklocs())

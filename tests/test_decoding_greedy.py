@@ -80,14 +80,15 @@ def _oracle(family: str, input_ids: torch.Tensor, boost: float, length: int = 80
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("depth", [1, 3, 5])
-def test_perfect_chain_draft_accepts_depth_plus_one(family, depth):
-    """A draft proposing exactly the target's greedy continuation: τ = depth + 1."""
+@pytest.mark.parametrize("depth", [0, 3, 5])
+def test_perfect_chain_draft_accepts_depth_plus_two(family, depth):
+    """A draft proposing exactly the target's greedy continuation: τ = depth + 2, as with
+    EAGLE's and AngelSlim's --depth (the root's top-k, then depth expansions)."""
     input_ids = prompt(6, 8, VOCAB)
     _, draft, target, sequence = _oracle(family, input_ids, boost=100.0)
-    config = DecodingConfig(top_k=1, depth=depth, max_new_tokens=1 + 6 * (depth + 1))
+    config = DecodingConfig(top_k=1, depth=depth, max_new_tokens=1 + 6 * (depth + 2))
     result = speculative_generate(target, draft, input_ids, config)
-    assert result.stats.accept_lengths == [depth + 1] * 6
+    assert result.stats.accept_lengths == [depth + 2] * 6
     assert result.tokens.tolist() == sequence[8 : 8 + config.max_new_tokens].tolist()
 
 

@@ -55,11 +55,11 @@ def _drafted(family: str, config: DecodingConfig, seed: int = 0):
 def test_draft_tree_shape_and_invariants(top_k, depth, total_token):
     config = DecodingConfig(top_k=top_k, depth=depth, total_token=total_token)
     _, draft, _, state, tree = _drafted("llama", config)
-    num_candidates = top_k + (depth - 1) * top_k**2
+    num_candidates = top_k + depth * top_k**2  # the root's top-k, then depth expansions of top_k²
     assert tree.num_nodes == 1 + min(total_token - 1, num_candidates)
     assert tree.tokens[0] == state.tokens[-1]
     assert (tree.parents[1:] < torch.arange(1, tree.num_nodes)).all()  # parents first
-    assert tree.depths.max() <= depth
+    assert tree.depths.max() <= depth + 1
     assert draft.t2d[tree.tokens[1:]].all()  # d2t applied: drafted ids are target ids in the draft vocab
     assert state.draft_cache.length == state.cached_length  # tree entries dropped
     for siblings in tree.children():
@@ -67,7 +67,7 @@ def test_draft_tree_shape_and_invariants(top_k, depth, total_token):
         assert (tree.scores[siblings].diff() <= 0).all()  # most probable sibling first
     assert (tree.scores[1:] <= tree.scores[tree.parents[1:]]).all()
     if top_k == 1:
-        assert tree.parents.tolist() == [-1] + list(range(depth))
+        assert tree.parents.tolist() == [-1] + list(range(depth + 1))  # depth + 1 draft levels
 
 
 @torch.no_grad()

@@ -81,12 +81,12 @@ def _peaked(rows: torch.Tensor, boost: float = 8.0, seed: int = 0) -> torch.Tens
     return table
 
 
-@pytest.mark.parametrize("top_k, depth", [(1, 1), (1, 4), (3, 4), (2, 6)])
+@pytest.mark.parametrize("top_k, depth", [(1, 0), (1, 4), (3, 4), (2, 6)])
 def test_perfect_draft_at_temperature_zero(top_k, depth):
     target, draft = _markov_pair(_peaked(NEXT), _peaked(NEXT))
-    config = DecodingConfig(top_k=top_k, depth=depth, total_token=40, max_new_tokens=1 + 5 * (depth + 1))
+    config = DecodingConfig(top_k=top_k, depth=depth, total_token=40, max_new_tokens=1 + 5 * (depth + 2))
     result = speculative_generate(target, draft, torch.tensor([1, 2]), config)
-    assert result.stats.accept_lengths == [depth + 1] * 5
+    assert result.stats.accept_lengths == [depth + 2] * 5
     expected = [2]
     for _ in range(config.max_new_tokens):
         expected.append(int(NEXT[expected[-1]]))
@@ -98,9 +98,9 @@ def test_accept_all_when_the_target_is_certain_of_the_proposal(top_k):
     certain = torch.full((V, V), NEVER)
     certain[torch.arange(V), NEXT] = 0.0
     target, draft = _markov_pair(certain, _peaked(NEXT, boost=4.0))
-    config = DecodingConfig(top_k=top_k, depth=4, total_token=30, temperature=0.8, max_new_tokens=26)
+    config = DecodingConfig(top_k=top_k, depth=3, total_token=30, temperature=0.8, max_new_tokens=26)
     result = speculative_generate(target, draft, torch.tensor([5]), config, generator=torch.Generator().manual_seed(1))
-    assert result.stats.accept_lengths == [5] * 5
+    assert result.stats.accept_lengths == [5] * 5  # 4 draft levels, all accepted, + the bonus token
 
 
 @pytest.mark.parametrize("top_k", [1, 3])
@@ -128,7 +128,7 @@ def test_partial_acceptance_probability_is_min_one_p_over_q():
     target_table = torch.full((V, V), 0.1).scatter(1, NEXT[:, None], 0.3).log()
     draft_table = torch.full((V, V), 0.4 / 7).scatter(1, NEXT[:, None], 0.6).log()
     target, draft = _markov_pair(target_table, draft_table)
-    config = DecodingConfig(top_k=1, depth=1, temperature=1.0, max_new_tokens=3000)
+    config = DecodingConfig(top_k=1, depth=0, temperature=1.0, max_new_tokens=3000)  # a chain of one draft token
     result = speculative_generate(target, draft, torch.tensor([4]), config, generator=torch.Generator().manual_seed(4))
     accepted = torch.tensor(result.stats.accept_lengths) == 2
     steps = accepted.numel()

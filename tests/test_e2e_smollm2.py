@@ -120,7 +120,7 @@ def test_bench_greedy_eagle_reproduces_the_baseline_exactly(quickstart: tuple[Pa
     baseline, eagle = summary["modes"]["baseline"], summary["modes"]["eagle"]
     assert baseline["num_turns"] == eagle["num_turns"] == 2  # one MT-bench question, two turns
     assert baseline["new_tokens"] == eagle["new_tokens"] > 0
-    # the quickstart's tree has depth 4: at most 4 accepted draft tokens + the bonus token per step
+    # the quickstart's tree has depth 3, so 4 draft levels: at most 4 accepted draft tokens + the bonus token per step
     assert 1.0 <= eagle["tau"] <= 1 + 4 and len(eagle["acceptance_by_position"]) <= 4
     answers = {
         mode: read_jsonl(next((out / "bench").glob(f"*-{mode}.jsonl")))[0]["choices"][0]["token_ids"]

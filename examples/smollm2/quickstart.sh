@@ -46,4 +46,4 @@ eagle3 train offline --target-model "$OUT/target" --train-hidden "$OUT/hidden" -
 step 7 "eagle3 bench --mode both on $BENCH_QUESTIONS MT-bench questions"
 eagle3 bench --base-model-path "$OUT/target" --eagle-model-path "$OUT/draft/final" --model-id smollm2-eagle3 \
     --bench-name mt_bench --question-end "$BENCH_QUESTIONS" --temperature 0 --max-new-token "$BENCH_MAX_NEW" \
-    --total-token 16 --depth 4 --top-k 4 --device cpu --dtype float32 --output-dir "$OUT/bench"
+    --total-token 16 --depth 3 --top-k 4 --device cpu --dtype float32 --output-dir "$OUT/bench"

@@ -282,7 +282,7 @@ class BenchConfig(StageConfig):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold (T > 0 only).")
     max_new_token: int = Field(1024, gt=0, description="Most tokens generated per turn.")
     total_token: int = Field(60, ge=2, description="Draft tree size: nodes verified per target forward (root included).")
-    depth: int = Field(5, ge=1, description="Draft tree depth: draft tokens on the longest path.")
+    depth: int = Field(5, ge=0, description="Draft tree depth, as in EAGLE/AngelSlim: expansions after the root's top-k, so depth + 1 draft tokens on the longest path (a perfect chain gives τ = depth + 2).")
     top_k: int = Field(10, ge=1, description="Children expanded per node; 1 drafts a chain.")
     num_gpus_per_model: int = Field(1, ge=1, description="GPUs one model is spread over.")
     num_gpus_total: int = Field(1, ge=1, description="GPUs used in all; total/per-model workers share the questions.")

@@ -116,11 +116,11 @@ def check_same_questions(eagle: list[QuestionResult], baseline: list[QuestionRes
 
 
 def num_draft_positions(summary: dict[str, Any]) -> int:
-    """Draft tokens a step can accept at most: the tree's depth (hf) or the chain length (vllm)."""
+    """Draft tokens a step can accept at most: the tree's depth + 1 levels (hf) or the chain length (vllm)."""
     settings = summary.get("settings", {})
     if settings.get("backend") == "vllm":
         return int(settings.get("num_speculative_tokens", 0))
-    return int(settings.get("depth", 0))
+    return int(settings.get("depth", -1)) + 1
 
 
 def summary_title(summary: dict[str, Any]) -> str:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 class DecodingConfig:
     """How to draft, verify and stop.
 
-    ``depth`` counts draft tokens on the longest root-to-leaf path, so a perfect chain draft
-    (``top_k = 1``) commits ``depth + 1`` tokens per target forward. (EAGLE's reference code
-    calls this ``depth + 1``: its ``depth`` counts expansions after the root top-k.)
+    ``total_token``, ``depth`` and ``top_k`` mean what they mean in EAGLE's ``topK_genrate``
+    (which AngelSlim's benchmark runs): the tree has ``total_token`` nodes, root included; the
+    root's top-k is followed by ``depth`` expansions, so a tree has ``depth + 1`` draft levels
+    and a perfect chain draft (``top_k = 1``) commits ``depth + 2`` tokens per target forward.
     ``temperature = 0`` is greedy decoding; ``top_p`` applies only when sampling.
     """
 
@@ -26,7 +27,7 @@ class DecodingConfig:
     def __post_init__(self) -> None:
         checks = {
             "total_token must be at least 2 (the root and one draft token)": self.total_token >= 2,
-            "depth must be at least 1": self.depth >= 1,
+            "depth must be at least 0": self.depth >= 0,
             "top_k must be at least 1": self.top_k >= 1,
             "temperature must be >= 0": self.temperature >= 0,
             "top_p must be in (0, 1]": 0 < self.top_p <= 1,
@@ -36,6 +37,16 @@ class DecodingConfig:
         if failed:
             raise ValueError("; ".join(failed))
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
+
+    @property
+    def num_draft_levels(self) -> int:
+        """Draft tokens on the longest root-to-leaf path: the root's top-k plus ``depth`` expansions."""
+        return self.depth + 1
+
+    @property
+    def max_step_tokens(self) -> int:
+        """Most tokens one step commits: every draft level accepted, plus the target's bonus token."""
+        return self.num_draft_levels + 1
 
     @property
     def greedy(self) -> bool:

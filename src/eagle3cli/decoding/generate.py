@@ -129,7 +129,7 @@ def extend_context(
     if draft is None:
         return DecodingState(tokens, out.cache), first
     # 3. Draft forward over the pairs (token p + 1, target state at p) for p >= start.
-    needed = tokens.numel() + config.max_new_tokens + tree_cache_capacity(config) + config.depth + 1
+    needed = tokens.numel() + config.max_new_tokens + tree_cache_capacity(config) + config.max_step_tokens
     draft_cache = _new_draft_cache(draft, state, needed)
     draft_cache.truncate(start)
     hidden = draft_extend(draft, draft_cache, tokens[None, start + 1 :], out.aux_hidden)
@@ -147,7 +147,7 @@ def speculative_step(
 ) -> tuple[DecodingState, torch.Tensor, int]:
     """One draft-verify-compact step. Returns (state, new tokens ``[M]``, tree draft tokens)."""
     prefix = state.cached_length
-    draft_cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.depth + 1)
+    draft_cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
     # 1-2. Draft the tree; verify all its nodes in one target forward.
     tree = draft_tree(draft, draft_cache, state.draft_hidden, state.tokens[-1], config)
     positions = (prefix + tree.depths)[None]  # [1, N]

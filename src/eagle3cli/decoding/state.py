@@ -14,7 +14,7 @@ pending token is the token half of its last pair.
 
 Draft-cache entries written while drafting a tree come from the draft's own hidden states;
 they are dropped after each step, and the accepted tokens are fed again with the target's
-real hidden states (one draft forward over at most ``depth + 1`` tokens, which also gives
+real hidden states (one draft forward over at most ``depth + 2`` tokens, which also gives
 the next tree's root) — as in EAGLE. So both caches always equal a fresh forward over the
 committed context.
 """

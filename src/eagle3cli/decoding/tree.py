@@ -4,10 +4,10 @@ Node 0 is the root — the pending token, already chosen by the target. Every ot
 draft token; node order puts each parent before its children and, among siblings, the
 more probable first (sibling order is the order stochastic verification tries them).
 
-Drafting (``depth`` levels, ``top_k`` wide):
+Drafting (``depth + 1`` levels, ``top_k`` wide, as EAGLE's ``topK_genrate``):
 
 1. The root's draft distribution gives ``top_k`` level-1 candidates, scored by log-prob.
-2. Each of the ``depth - 1`` expansions runs the draft on the current frontier (``top_k``
+2. Each of the ``depth`` expansions runs the draft on the current frontier (``top_k``
    nodes, one batch, tree-masked), takes each node's ``top_k`` children scored by
    cumulative log-prob, records all ``top_k²`` as candidates and keeps the global top
    ``top_k`` as the next frontier.
@@ -185,7 +185,7 @@ def _select(candidates: _Candidates, root_token: torch.Tensor, config: DecodingC
     tokens = torch.cat([root_token.reshape(1), torch.cat(candidates.tokens)[chosen]])
     parents = torch.cat([parents.new_full((1,), -1), parents])
     scores = torch.cat([scores.new_zeros(1), scores[chosen]])
-    return build_tree(tokens, parents, scores, config.depth)
+    return build_tree(tokens, parents, scores, config.num_draft_levels)
 
 
 @torch.no_grad()
@@ -205,7 +205,7 @@ def draft_tree(
     prefix_length = cache.length
     candidates = _Candidates([], [], [])
     frontier = _root_frontier(draft, root_hidden, candidates, config.top_k)
-    for _ in range(config.depth - 1):
+    for _ in range(config.depth):
         frontier = _expand(draft, cache, frontier, candidates, prefix_length, config.top_k)
     cache.truncate(prefix_length)
     return _select(candidates, root_token, config)
@@ -213,4 +213,4 @@ def draft_tree(
 
 def tree_cache_capacity(config: DecodingConfig) -> int:
     """Draft cache positions one tree needs beyond the prefix."""
-    return (config.depth - 1) * config.top_k
+    return config.depth * config.top_k
