@@ -108,6 +108,17 @@ def correctness(device: str) -> dict:
     return results
 
 
+def timed(function, device: str):
+    """``(function(), seconds)``, the device's queued work included."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    result = function()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - started
+
+
 def median_seconds(function, repeats: int, device: str) -> float:
     times = []
     for _ in range(repeats + 3):
@@ -155,11 +166,11 @@ def speed(device: str, small: bool) -> dict:
     decode_s = median_seconds(decode_one, 20, device)
     verify_s = median_seconds(verify_tree, 20, device)
     draft_s = median_seconds(draft_whole_tree, 20, device)
-    step_s = median_seconds(lambda: speculative_step(target, draft, state.clone(), config, 10**6), 10, device)
+    step_s = median_seconds(lambda: speculative_step(target, draft, state.clone(), config, 0), 10, device)
 
-    base = baseline_generate(target, prompt, config)
-    base_tps = base.stats.num_new_tokens / base.stats.total_seconds
-    spec = speculative_generate(target, draft, prompt, config)
+    base, base_s = timed(lambda: baseline_generate(target, prompt, config), device)
+    base_tps = base.stats.num_new_tokens / base_s
+    spec, spec_s = timed(lambda: speculative_generate(target, draft, prompt, config), device)
     return {
         "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "dtype": str(dtype), "target_shape": shape, "prompt_tokens": 512, "tree_nodes": tree.num_nodes,
@@ -168,7 +179,7 @@ def speed(device: str, small: bool) -> dict:
         "draft_depth_step_over_target_step": draft_s / config.num_draft_levels / decode_s,
         "speculative_step_ms": step_s * 1e3,
         "baseline_tokens_per_s": base_tps,
-        "speculative_random_draft_tokens_per_s": spec.stats.num_new_tokens / spec.stats.total_seconds,
+        "speculative_random_draft_tokens_per_s": spec.stats.num_new_tokens / spec_s,
         "speculative_random_draft_tau": spec.stats.mean_accept_length,
         "synthetic_tokens_per_s": {f"tau={tau}": tau / step_s for tau in (2.0, 3.0, 4.0, 5.0)},
         "synthetic_speedup": {f"tau={tau}": tau / step_s / base_tps for tau in (2.0, 3.0, 4.0, 5.0)},

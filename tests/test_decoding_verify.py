@@ -10,7 +10,7 @@ import torch
 from builders.decoding import MarkovDraft, MarkovTarget, single_thread  # noqa: F401
 from eagle3cli.decoding import DecodingConfig, speculative_generate
 from eagle3cli.decoding.tree import build_tree
-from eagle3cli.decoding.verify import greedy_verify, sampling_probs, try_proposal
+from eagle3cli.decoding.verify import accepted_path, sampling_probs, verify
 
 V = 8
 NEXT = (torch.arange(V) + 3) % V  # the token the fakes favour after each token
@@ -33,12 +33,25 @@ def _one_hot_logits(predictions, vocab=V):
     return logits
 
 
+def committed(tree, path, depth, bonus) -> list[int]:
+    """The tokens a verification commits: the accepted path's tokens after the root, then the bonus."""
+    nodes = path[1 : int(depth) + 1]
+    return tree.tokens[nodes].tolist() + [int(bonus)]
+
+
 def test_greedy_verify_takes_the_longest_matching_path_and_the_bonus():
     tree = _tree([0, 1, 2, 3, 4], [-1, 0, 0, 2, 2])  # root → {1, 2}; 2 → {3, 4}
-    nodes, bonus = greedy_verify(tree, _one_hot_logits([2, 7, 4, 7, 6]))
-    assert nodes.tolist() == [0, 2, 4] and int(bonus) == 6
-    nodes, bonus = greedy_verify(tree, _one_hot_logits([5, 7, 4, 7, 6]))
-    assert nodes.tolist() == [0] and int(bonus) == 5
+    greedy = DecodingConfig(temperature=0)
+    path, depth, bonus = verify(tree, _one_hot_logits([2, 7, 4, 7, 6]), greedy, None)
+    assert path.tolist() == [0, 2, 4] and int(depth) == 2 and int(bonus) == 6
+    path, depth, bonus = verify(tree, _one_hot_logits([5, 7, 4, 7, 6]), greedy, None)
+    assert path[: int(depth) + 1].tolist() == [0] and int(bonus) == 5
+
+
+def test_a_match_below_a_rejected_node_is_not_accepted():
+    tree = _tree([0, 1, 2, 3], [-1, 0, 1, 2])  # a chain
+    path, depth, bonus = accepted_path(tree, torch.tensor([1, 5, 3, 6]))  # node 2 rejected, node 3 would match
+    assert int(depth) == 1 and committed(tree, path, depth, bonus) == [1, 5]
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
@@ -49,25 +62,39 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     torch.testing.assert_close(sampling_probs(logits, 1.0, 1.0), torch.tensor([0.5, 0.3, 0.15, 0.05]))
 
 
-def test_sibling_rejection_sampling_reproduces_the_target_distribution():
-    """Siblings 3 then 2, then the residual: every outcome has exactly the target's
-    probability, and sibling 2 is accepted with p(2) / (1 - p(3)) after 3 is rejected."""
-    target = torch.tensor([0.1, 0.2, 0.3, 0.4])
+def test_sampled_verification_of_a_tree_with_three_siblings_reproduces_the_target_distribution():
+    """Root → three children (tokens 3, 2, 1); child 3 → two children (tokens 0, 1). Whatever
+    the tree, the first two committed tokens must follow the target: ``p_root(t1)`` times the
+    distribution after ``t1`` (at the child node holding ``t1``), or ``t1`` alone when no child
+    holds it (the step ends with that bonus token). Chi-square over 20,000 verifications."""
+    from test_decoding_sampling import chi_square, chi_square_limit
+
+    tree = _tree([9, 3, 2, 1, 0, 1], [-1, 0, 0, 0, 1, 1])
+    node_probs = torch.tensor([
+        [0.1, 0.2, 0.3, 0.4],  # root: its children 3, 2, 1 hold 0.9 of the mass
+        [0.25, 0.25, 0.4, 0.1],  # node 1 (token 3)
+        [0.7, 0.1, 0.1, 0.1],  # node 2 (token 2)
+        [0.05, 0.05, 0.05, 0.85],  # node 3 (token 1)
+        [0.25, 0.25, 0.25, 0.25],
+        [0.25, 0.25, 0.25, 0.25],
+    ])
+    logits = torch.nn.functional.pad(node_probs.log(), (0, 6), value=NEVER)  # vocab 10: tokens 4..9 never
+    config = DecodingConfig(temperature=1.0)
     generator = torch.Generator().manual_seed(0)
     draws = 20000
-    counts = torch.zeros(4)
+    counts = torch.zeros(4, 5)  # [t1, t2], t2 = 4 when the step ends after t1
     for _ in range(draws):
-        probs = target.clone()
-        for token in (3, 2):
-            accepted, probs = try_proposal(probs, token, generator)
-            if accepted:
-                counts[token] += 1
-                break
+        tokens = committed(tree, *verify(tree, logits, config, generator))
+        counts[tokens[0], tokens[1] if len(tokens) > 1 else 4] += 1
+    expected = torch.zeros(4, 5)
+    node_of = {3: 1, 2: 2, 1: 3}
+    for first in range(4):
+        if first in node_of:
+            expected[first, :4] = node_probs[0, first] * node_probs[node_of[first]]
         else:
-            counts[torch.multinomial(probs, 1, generator=generator)] += 1
-    frequencies = counts / draws
-    tolerance = 4 * math.sqrt(0.25 / draws)
-    assert torch.allclose(frequencies, target, atol=tolerance)
+            expected[first, 4] = node_probs[0, first]
+    statistic, dof = chi_square(counts, expected)
+    assert statistic < chi_square_limit(dof)
 
 
 def _markov_pair(target_logits: torch.Tensor, draft_logits: torch.Tensor):

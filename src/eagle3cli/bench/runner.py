@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from eagle3cli.chat_template import end_of_turn_token_ids, render_generation_pro
 from eagle3cli.config import BenchConfig
 from eagle3cli.configfile import write_resolved_config
 from eagle3cli.data.records import Turn
-from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
+from eagle3cli.decoding import DecodingConfig, generate
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
@@ -141,16 +142,16 @@ def answer_question(
                 enable_thinking=config.enable_thinking, system_prompt=config.system_prompt,
             )
             input_ids = torch.tensor(prompt, device=models.device)
-            if mode == "eagle":
-                generation = speculative_generate(models.target, models.draft, input_ids, decoding, state=state, generator=generator)
-            else:
-                generation = baseline_generate(models.target, input_ids, decoding, state=state, generator=generator)
+            started = clock(models.device)
+            generation = generate(models.target, models.draft if mode == "eagle" else None, input_ids, decoding,
+                                  state=state, generator=generator)
+            wall_time = clock(models.device) - started
             state = generation.state
             text = models.tokenizer.decode(generation.tokens.tolist(), skip_special_tokens=True)
             turns.append(Turn("assistant", text))
             stats = generation.stats
             accept = stats.accept_lengths if mode == "eagle" else []
-            results.append(TurnResult(text, stats.num_new_tokens, stats.total_seconds, list(accept), generation.tokens.tolist()))
+            results.append(TurnResult(text, stats.num_new_tokens, wall_time, list(accept), generation.tokens.tolist()))
     return QuestionResult(question.question_id, question.category, results)
 
 
@@ -166,6 +167,14 @@ def run_mode(
         if on_question is not None:
             on_question(mode, result)
     return results
+
+
+def clock(device: torch.device) -> float:
+    """Wall time once the device has finished its queued work: the bench times whole turns,
+    so the decoder itself never waits on the device for timing."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def hardware() -> dict[str, Any]:

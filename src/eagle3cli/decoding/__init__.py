@@ -5,7 +5,15 @@ the draft model's attention cache; ``target`` adapts a stock Hugging Face model.
 """
 
 from eagle3cli.decoding.config import DecodingConfig
-from eagle3cli.decoding.generate import Generation, GenerationStats, baseline_generate, speculative_generate
+from eagle3cli.decoding.generate import (
+    Generation,
+    GenerationStats,
+    Step,
+    baseline_generate,
+    decode_steps,
+    generate,
+    speculative_generate,
+)
 from eagle3cli.decoding.state import DecodingState
 
 __all__ = [
@@ -13,6 +21,9 @@ __all__ = [
     "DecodingState",
     "Generation",
     "GenerationStats",
+    "Step",
     "baseline_generate",
+    "decode_steps",
+    "generate",
     "speculative_generate",
 ]

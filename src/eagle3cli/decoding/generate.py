@@ -1,4 +1,10 @@
-"""Speculative and target-only generation loops (batch size 1).
+"""Speculative and target-only generation (batch size 1): one loop for both.
+
+:func:`decode_steps` yields every step's result — the prompt forward's first token, then each
+speculative (or target-only) step's tokens — and :func:`generate` collects them. Timing is the
+caller's business (the bench owns clocks and device syncs); the core never waits on the device
+except for what it must know on the host: a step's committed length and whether it stopped,
+read in one transfer per step.
 
 Both take and return a :class:`~eagle3cli.decoding.state.DecodingState`, so a later turn
 continues from an earlier one: pass the whole new context as ``input_ids`` with the earlier
@@ -10,8 +16,8 @@ One speculative step (after the prompt forward):
 
 1. Draft a tree under the pending token from the draft cache (:func:`draft_tree`).
 2. One target forward over all tree nodes with the tree mask (positions = prefix + depth).
-3. Verify (greedy or tree speculative sampling): accepted path + bonus token.
-4. Cut the new tokens after a stop token or at ``max_new_tokens``.
+3. Verify (greedy or sampled, one rule): the accepted path + the bonus token.
+4. Cut the new tokens after a stop token or at the token budget; the one host read.
 5. Compact the target cache to prefix + the kept path nodes (gather, no recomputation).
 6. Feed the draft the pairs (new token, target hidden state of the kept node), which also
    yields the root of the next tree.
@@ -19,7 +25,7 @@ One speculative step (after the prompt forward):
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -37,17 +43,27 @@ from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_
 from eagle3cli.decoding.verify import next_token, verify
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step's result: ``tokens [M]`` committed (on the models' device), the draft tokens
+    the step's tree held (0 for the prompt forward and target-only steps), whether generation
+    ends here, and the state after it."""
+
+    tokens: torch.Tensor
+    num_draft_tokens: int
+    done: bool
+    state: DecodingState
+
+
 @dataclass
 class GenerationStats:
-    """Per-call statistics. ``accept_lengths[i]`` = tokens committed by decoding step ``i``
+    """Per-call counts. ``accept_lengths[i]`` = tokens committed by decoding step ``i``
     (accepted draft tokens + the bonus token; 1 for every target-only step); the prompt
     forward's token is counted in ``num_new_tokens`` but is no step."""
 
     accept_lengths: list[int] = field(default_factory=list)
     num_draft_tokens: list[int] = field(default_factory=list)
-    step_seconds: list[float] = field(default_factory=list)
     num_target_forwards: int = 0
-    prefill_seconds: float = 0.0
 
     @property
     def num_new_tokens(self) -> int:
@@ -57,10 +73,6 @@ class GenerationStats:
     def mean_accept_length(self) -> float:
         """τ: tokens per decoding-step target forward (0 when no step ran)."""
         return sum(self.accept_lengths) / len(self.accept_lengths) if self.accept_lengths else 0.0
-
-    @property
-    def total_seconds(self) -> float:
-        return self.prefill_seconds + sum(self.step_seconds)
 
 
 @dataclass
@@ -72,22 +84,24 @@ class Generation:
     state: DecodingState
 
 
-def _clock(device: torch.device) -> float:
-    """Wall time, after the device's queued work (so step timings are real)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def cut_at_stop(tokens: torch.Tensor, config: DecodingConfig, budget: int) -> torch.Tensor:
-    """At most ``budget`` of ``tokens [M]``, ending at the first stop token if any."""
-    tokens = tokens[:budget]
+def cut_length(tokens: torch.Tensor, length: torch.Tensor, config: DecodingConfig, budget: int) -> torch.Tensor:
+    """How many of ``tokens [M]`` to commit (0-d, on the device): the first ``length``, at most
+    ``budget``, ending at the first stop token among them."""
+    count = torch.clamp(length, max=budget)
     if config.stop_token_ids:
         stops = torch.tensor(config.stop_token_ids, device=tokens.device)
-        hits = torch.isin(tokens, stops).nonzero()
-        if hits.numel():
-            return tokens[: int(hits[0, 0]) + 1]
-    return tokens
+        index = torch.arange(tokens.numel(), device=tokens.device)
+        first_stop = torch.where(torch.isin(tokens, stops), index, tokens.numel()).min()
+        count = torch.minimum(count, first_stop + 1)
+    return count
+
+
+def read_outcome(tokens: torch.Tensor, count: torch.Tensor, config: DecodingConfig, num_generated: int) -> tuple[int, bool]:
+    """The step's one host read: how many tokens it commits, and whether generation ends."""
+    last = tokens.index_select(0, (count - 1).clamp(min=0).reshape(1))[0]
+    length, last_token = torch.stack([count, last]).tolist()
+    done = num_generated + length >= config.max_new_tokens or last_token in config.stop_token_ids
+    return length, done
 
 
 def _reusable_prefix(state: DecodingState | None, input_ids: torch.Tensor, needs_draft_cache: bool) -> int:
@@ -142,10 +156,10 @@ def speculative_step(
     draft: DraftModel,
     state: DecodingState,
     config: DecodingConfig,
-    budget: int,
+    num_generated: int,
     generator: torch.Generator | None = None,
-) -> tuple[DecodingState, torch.Tensor, int]:
-    """One draft-verify-compact step. Returns (state, new tokens ``[M]``, tree draft tokens)."""
+) -> Step:
+    """One draft-verify-compact step, ``num_generated`` tokens into the answer."""
     prefix = state.cached_length
     draft_cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
     # 1-2. Draft the tree; verify all its nodes in one target forward.
@@ -153,49 +167,89 @@ def speculative_step(
     positions = (prefix + tree.depths)[None]  # [1, N]
     mask = tree_attention_mask(tree.mask, prefix)  # [1, 1, N, prefix + N]
     out = target.forward(tree.tokens[None], positions, mask, state.target_cache)
-    # 3-4. Accepted path + bonus, cut at a stop token or the budget.
-    nodes, bonus = verify(tree, out.logits[0], config, generator)
-    new_tokens = cut_at_stop(torch.cat([tree.tokens[nodes[1:]], bonus.reshape(1)]), config, budget)
-    kept = nodes[: new_tokens.numel()]  # the root and the accepted nodes before the last new token
+    # 3. Accepted path ([D + 1], -1 past its depth) and bonus: the new tokens are the path's
+    #    tokens after the root, then the bonus at index ``depth``.
+    path, depth, bonus = verify(tree, out.logits[0], config, generator)
+    candidates = torch.cat([tree.tokens[path[1:].clamp(min=0)], bonus.reshape(1)])  # [D + 1]
+    candidates = candidates.index_put((depth.reshape(1),), bonus.reshape(1))
+    # 4. Cut at a stop token or the budget: the step's one host read.
+    count = cut_length(candidates, depth + 1, config, config.max_new_tokens - num_generated)
+    length, done = read_outcome(candidates, count, config, num_generated)
+    new_tokens, kept = candidates[:length], path[:length]  # kept: the root and accepted nodes before the last new token
     # 5. Target cache: prefix + kept nodes.
     target_cache = target.keep(out.cache, prefix, prefix + kept)
     # 6. Draft: pairs (new token, target state of the kept node).
     hidden = draft_extend(draft, draft_cache, new_tokens[None], out.aux_hidden[:, kept])
     tokens = torch.cat([state.tokens, new_tokens])
-    return DecodingState(tokens, target_cache, draft_cache, hidden[:, -1:]), new_tokens, tree.num_nodes - 1
+    return Step(new_tokens, tree.num_nodes - 1, done, DecodingState(tokens, target_cache, draft_cache, hidden[:, -1:]))
 
 
 @torch.no_grad()
 def target_step(
-    target: TargetModel, state: DecodingState, config: DecodingConfig, generator: torch.Generator | None = None
-) -> tuple[DecodingState, torch.Tensor]:
-    """One target-only step: consume the pending token, pick the next. Returns (state, token)."""
+    target: TargetModel,
+    state: DecodingState,
+    config: DecodingConfig,
+    num_generated: int,
+    generator: torch.Generator | None = None,
+) -> Step:
+    """One target-only step: consume the pending token, pick the next."""
     position = torch.tensor([[state.cached_length]], device=state.tokens.device)
     out = target.forward(state.tokens[None, -1:], position, None, state.target_cache, last_logits_only=True)
-    token = next_token(out.logits[0, -1], config, generator)
-    return DecodingState(torch.cat([state.tokens, token.reshape(1)]), out.cache), token
+    token = next_token(out.logits[0, -1], config, generator).reshape(1)
+    _, done = read_outcome(token, torch.ones((), dtype=torch.long, device=token.device), config, num_generated)
+    return Step(token, 0, done, DecodingState(torch.cat([state.tokens, token]), out.cache))
 
 
-def _is_done(new_tokens: torch.Tensor, config: DecodingConfig, num_generated: int) -> bool:
-    """Whether generation ends after ``new_tokens`` (already cut: a stop token can only be last)."""
-    return num_generated >= config.max_new_tokens or int(new_tokens[-1]) in config.stop_token_ids
-
-
-def _first_token(
+def decode_steps(
     target: TargetModel,
     draft: DraftModel | None,
     input_ids: torch.Tensor,
     config: DecodingConfig,
-    state: DecodingState | None,
-    generator: torch.Generator | None,
-) -> tuple[DecodingState, torch.Tensor, GenerationStats]:
-    """The prompt forward, timed: (state, first token ``[1]``, stats)."""
-    input_ids = input_ids.reshape(-1)
-    stats = GenerationStats(num_target_forwards=1)
-    started = _clock(input_ids.device)
-    state, first = extend_context(target, draft, input_ids, config, state, generator)
-    stats.prefill_seconds = _clock(input_ids.device) - started
-    return state, first.reshape(1), stats
+    *,
+    state: DecodingState | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[Step]:
+    """Generate after ``input_ids [L]`` (or ``[1, L]``), one :class:`Step` at a time: first the
+    prompt forward's token, then speculative steps (``draft`` given) or target-only steps, until
+    a stop token or ``max_new_tokens``.
+
+    ``state``: a previous generation's last ``Step.state`` to continue from (``input_ids`` is
+    then the whole new context). ``input_ids`` and ``generator`` live on the models' device.
+    """
+    state, first = extend_context(target, draft, input_ids.reshape(-1), config, state, generator)
+    first = first.reshape(1)
+    _, done = read_outcome(first, torch.ones((), dtype=torch.long, device=first.device), config, 0)
+    step = Step(first, 0, done, state)
+    yield step
+    num_generated = 1
+    while not step.done:
+        if draft is None:
+            step = target_step(target, step.state, config, num_generated, generator)
+        else:
+            step = speculative_step(target, draft, step.state, config, num_generated, generator)
+        num_generated += step.tokens.numel()
+        yield step
+
+
+def generate(
+    target: TargetModel,
+    draft: DraftModel | None,
+    input_ids: torch.Tensor,
+    config: DecodingConfig,
+    *,
+    state: DecodingState | None = None,
+    generator: torch.Generator | None = None,
+) -> Generation:
+    """:func:`decode_steps` collected: the new tokens, the per-step counts and the final state."""
+    steps = decode_steps(target, draft, input_ids, config, state=state, generator=generator)
+    prompt_step = next(steps)
+    pieces, stats, last = [prompt_step.tokens], GenerationStats(num_target_forwards=1), prompt_step
+    for last in steps:
+        pieces.append(last.tokens)
+        stats.accept_lengths.append(last.tokens.numel())
+        stats.num_draft_tokens.append(last.num_draft_tokens)
+        stats.num_target_forwards += 1
+    return Generation(torch.cat(pieces), stats, last.state)
 
 
 def speculative_generate(
@@ -207,27 +261,9 @@ def speculative_generate(
     state: DecodingState | None = None,
     generator: torch.Generator | None = None,
 ) -> Generation:
-    """Generate after ``input_ids [L]`` (or ``[1, L]``) with EAGLE-3 speculative decoding.
-
-    ``state``: a previous call's ``Generation.state`` to continue from (``input_ids`` is then
-    the whole new context). ``input_ids`` and ``generator`` live on the models' device.
-    The output distribution is the target's: at ``temperature = 0`` the tokens equal
-    :func:`baseline_generate`'s.
-    """
-    state, first, stats = _first_token(target, draft, input_ids, config, state, generator)
-    pieces = [first]
-    num_generated = 1
-    while not _is_done(pieces[-1], config, num_generated):
-        started = _clock(first.device)
-        budget = config.max_new_tokens - num_generated
-        state, new_tokens, num_draft = speculative_step(target, draft, state, config, budget, generator)
-        stats.step_seconds.append(_clock(first.device) - started)
-        stats.accept_lengths.append(new_tokens.numel())
-        stats.num_draft_tokens.append(num_draft)
-        stats.num_target_forwards += 1
-        pieces.append(new_tokens)
-        num_generated += new_tokens.numel()
-    return Generation(torch.cat(pieces), stats, state)
+    """EAGLE-3 speculative decoding (:func:`generate` with the draft). The output distribution
+    is the target's: at ``temperature = 0`` the tokens equal :func:`baseline_generate`'s."""
+    return generate(target, draft, input_ids, config, state=state, generator=generator)
 
 
 def baseline_generate(
@@ -239,13 +275,4 @@ def baseline_generate(
     generator: torch.Generator | None = None,
 ) -> Generation:
     """Target-only decoding with the same sampling, stopping and state as :func:`speculative_generate`."""
-    state, first, stats = _first_token(target, None, input_ids, config, state, generator)
-    pieces = [first]
-    while not _is_done(pieces[-1], config, len(pieces)):
-        started = _clock(first.device)
-        state, token = target_step(target, state, config, generator)
-        stats.step_seconds.append(_clock(first.device) - started)
-        stats.accept_lengths.append(1)
-        stats.num_target_forwards += 1
-        pieces.append(token.reshape(1))
-    return Generation(torch.cat(pieces), stats, state)
+    return generate(target, None, input_ids, config, state=state, generator=generator)

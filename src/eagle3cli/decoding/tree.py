@@ -30,13 +30,13 @@ from eagle3cli.draft.attention import DraftKVCache
 
 @dataclass(frozen=True)
 class DraftTree:
-    """Tree buffers. ``N`` nodes, ``P`` root-to-leaf paths, at most ``D`` draft levels.
+    """Tree buffers. ``N`` nodes, at most ``D`` draft levels; built without host syncs.
 
     ``tokens [N]`` target ids; ``parents [N]`` (-1 for the root); ``scores [N]`` cumulative
     draft log-probs (0 for the root); ``depths [N]`` (0 for the root; the node sits
     ``depth`` positions after the root); ``mask [N, N]`` bool,
-    ``mask[i, j]`` iff ``j`` is ``i`` or an ancestor of ``i``; ``paths [P, D + 1]`` node
-    indices root→leaf padded with -1 (EAGLE's retrieve indices).
+    ``mask[i, j]`` iff ``j`` is ``i`` or an ancestor of ``i``; ``node_paths [N, D + 1]`` each
+    node's path from the root (node indices by depth, padded with -1).
     """
 
     tokens: torch.Tensor
@@ -44,11 +44,18 @@ class DraftTree:
     scores: torch.Tensor
     depths: torch.Tensor
     mask: torch.Tensor
-    paths: torch.Tensor
+    node_paths: torch.Tensor
 
     @property
     def num_nodes(self) -> int:
         return self.tokens.numel()
+
+    @property
+    def paths(self) -> torch.Tensor:
+        """``[P, D + 1]``: the root-to-leaf paths (EAGLE's retrieve indices; host sync, for inspection)."""
+        is_leaf = torch.ones(self.num_nodes, dtype=torch.bool, device=self.tokens.device)
+        is_leaf[self.parents[self.parents >= 0]] = False
+        return self.node_paths[is_leaf]
 
     def children(self) -> list[list[int]]:
         """Each node's children, in node order (host lists, for sequential verification)."""
@@ -73,14 +80,13 @@ def build_tree(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor
         mask |= F.one_hot(ancestor.clamp(min=0), num_nodes).bool() & valid[:, None]
         depths += valid.long()
         ancestor = torch.where(valid, parents[ancestor.clamp(min=0)], ancestor)
-    # 2. Paths: a leaf's row of the mask lists its ancestors; the depth orders them.
-    is_leaf = torch.ones(num_nodes, dtype=torch.bool, device=device)
-    is_leaf[parents[parents >= 0]] = False
-    leaves = is_leaf.nonzero().squeeze(1)  # [P]
-    paths = torch.full((leaves.numel(), max_depth + 1), -1, dtype=torch.long, device=device)
-    rows, nodes = mask[leaves].nonzero(as_tuple=True)
-    paths[rows, depths[nodes]] = nodes
-    return DraftTree(tokens, parents, scores, depths, mask, paths)
+    # 2. Paths: row i of the mask lists i's ancestors; the depth orders them. Entries off the
+    #    mask go to a spare column, dropped after the scatter (no data-dependent shapes).
+    column = torch.where(mask, depths[None, :], max_depth + 1)  # [N, N]
+    nodes = torch.arange(num_nodes, device=device).expand(num_nodes, -1)
+    node_paths = torch.full((num_nodes, max_depth + 2), -1, dtype=torch.long, device=device)
+    node_paths.scatter_(1, column, nodes)
+    return DraftTree(tokens, parents, scores, depths, mask, node_paths[:, : max_depth + 1])
 
 
 def tree_attention_mask(tree_mask: torch.Tensor, prefix_length: int) -> torch.Tensor:

@@ -1,21 +1,23 @@
-"""Verification of a draft tree against the target's logits, and token sampling.
+"""Verification of a draft tree against the target's logits, and token sampling — without
+host synchronisation: every step is tensor operations on the device.
 
-Greedy (``temperature == 0``): the longest root-to-leaf path whose every token equals the
-target's argmax at its parent, plus the target's argmax after it (the bonus token).
+Greedy and sampled verification are one rule. Each tree node ``v`` gets the target's choice
+``x_v`` after it: the argmax (``temperature == 0``) or one draw from the target's sampling
+distribution (temperature, top-p), drawn for all nodes at once (exponential race, no host
+sync). A draft node is *accepted* when its token equals its parent's choice and its parent
+is accepted; the root always is. The deepest accepted node ``b`` ends the committed path and
+``x_b`` is the bonus token.
 
-Sampling (``temperature > 0``), tree speculative sampling. EAGLE-2 picks tree nodes
-deterministically (top-k), so a node's proposal distribution is a point mass on its token:
-the rejection rule ``accept with min(1, p(x) / q(x))`` becomes ``accept with p(x)`` and the
-residual ``norm(max(p - q, 0))`` becomes ``p`` with ``x`` removed. Walking down from the root:
-
-1. ``p`` = the target's distribution (temperature, top-p) at the current node.
-2. Try the children in order: accept child ``x`` with probability ``p(x)``; on rejection set
-   ``p(x) = 0`` and renormalise before trying the next sibling.
-3. On acceptance descend into the child and go to 1; when every child is rejected (or the
-   node is a leaf), sample the bonus token from the residual ``p``.
-
-Every committed token is thereby distributed exactly as the target's sampling
-distribution: the procedure is lossless whatever the draft proposes.
+Why the sampled rule is lossless. EAGLE-2 picks tree nodes deterministically (top-k), so a
+node's proposal distribution is a point mass on its token, and tree speculative sampling at
+a node — try the children in order, accept child ``c`` with probability ``p(c)`` after
+renormalising ``p`` over what earlier rejections left, sample the bonus from the residual
+``p`` without the children — accepts child ``c`` with probability exactly ``p(c)`` and ends
+with bonus ``y`` (not a child) with probability exactly ``p(y)``. That is the law of one
+draw ``x ~ p``: descend to the child whose token is ``x``, or stop with bonus ``x``. Siblings
+hold distinct tokens, so at most one child matches; each node on the walk uses its own
+independent draw, so every committed token is distributed as the target's sampling would
+give it, whatever the draft proposed.
 """
 
 from __future__ import annotations
@@ -40,70 +42,39 @@ def sampling_probs(logits: torch.Tensor, temperature: float, top_p: float) -> to
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One token id (0-d long tensor) from ``probs [V]``."""
-    return torch.multinomial(probs, 1, generator=generator)[0]
+    """One token id per row of ``probs [..., V]`` (exponential race: ``argmax(p / E)`` with
+    ``E ~ Exp(1)`` is a draw from ``p``, and needs no host sync, unlike ``torch.multinomial``)."""
+    race = torch.empty_like(probs).exponential_(generator=generator)
+    return (probs / race).argmax(dim=-1)
 
 
-def next_token(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """The target's next token from ``logits [V]``: argmax, or a sample at ``temperature > 0``."""
+def target_choices(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """The target's token after each row of ``logits [..., V]``: argmax, or a draw at ``temperature > 0``."""
     if config.greedy:
         return logits.argmax(dim=-1)
     return sample(sampling_probs(logits, config.temperature, config.top_p), generator)
 
 
-def greedy_verify(tree: DraftTree, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``logits [N, V]`` at every node → (accepted nodes ``[a + 1]`` from the root, bonus token)."""
-    predicted = logits.argmax(dim=-1)  # [N]: the target's token after each node
-    children, parents = tree.paths[:, 1:], tree.paths[:, :-1]  # [P, D]
-    matches = (children >= 0) & (tree.tokens[children.clamp(min=0)] == predicted[parents.clamp(min=0)])
-    accepted = matches.long().cumprod(dim=1).sum(dim=1)  # [P]
-    best = int(accepted.argmax())
-    nodes = tree.paths[best, : int(accepted[best]) + 1]
-    return nodes, predicted[nodes[-1]]
+def next_token(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """The target's next token (0-d) from ``logits [V]``."""
+    return target_choices(logits, config, generator)
 
 
-def try_proposal(
-    probs: torch.Tensor, token: int, generator: torch.Generator | None
-) -> tuple[bool, torch.Tensor]:
-    """Accept the deterministic proposal ``token`` with probability ``probs[token]``.
-
-    Returns (accepted, ``probs``); after a rejection ``probs`` is the residual, the target
-    distribution with ``token`` removed. ``probs [V]`` is modified in place.
-    """
-    probability = float(probs[token])
-    if float(torch.rand((), generator=generator, device=probs.device)) < probability:
-        return True, probs
-    probs[token] = 0.0
-    total = float(probs.sum())
-    if total <= 0.0:  # all mass was on ``token``: rejection had probability zero
-        return True, probs
-    return False, probs / total
-
-
-def stochastic_verify(
-    tree: DraftTree, logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tree speculative sampling over ``logits [N, V]`` → (accepted nodes, bonus token)."""
-    probs = sampling_probs(logits, config.temperature, config.top_p)  # [N, V]
-    children = tree.children()
-    tokens = tree.tokens.tolist()
-    nodes = [0]
-    while True:
-        residual = probs[nodes[-1]].clone()
-        for child in children[nodes[-1]]:
-            accepted, residual = try_proposal(residual, tokens[child], generator)
-            if accepted:
-                nodes.append(child)
-                break
-        else:
-            node_tensor = torch.tensor(nodes, dtype=torch.long, device=logits.device)
-            return node_tensor, sample(residual, generator)
+def accepted_path(tree: DraftTree, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``choices [N]`` (the target's token after each node) → (the deepest accepted node's
+    path ``[D + 1]`` from the root, padded with -1; its depth, 0-d; the bonus token, 0-d)."""
+    parents = tree.parents.clamp(min=0)
+    matches = tree.tokens == choices[parents]  # [N]: node agrees with its parent's choice
+    matches[0] = True  # the root is already committed
+    accepted = ~(tree.mask & ~matches[None, :]).any(dim=1)  # [N]: every ancestor matches too
+    # At most one node per depth is accepted (siblings differ), so the deepest one is unique.
+    best = torch.where(accepted, tree.depths, -1).argmax()
+    return tree.node_paths[best], tree.depths[best], choices[best]
 
 
 def verify(
     tree: DraftTree, logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy or stochastic verification, as ``config.temperature`` says."""
-    if config.greedy:
-        return greedy_verify(tree, logits)
-    return stochastic_verify(tree, logits, config, generator)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``logits [N, V]`` at every node → :func:`accepted_path` (greedy or sampled, as
+    ``config.temperature`` says)."""
+    return accepted_path(tree, target_choices(logits, config, generator))
