@@ -287,3 +287,22 @@ def test_a_broken_draft_is_refused_before_the_target_loads(qwen3_target_dir: Pat
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: draft {broken} does not fit target") and "model.safetensors does not exist" in result.stderr
     assert "--trust-remote-code" not in result.stderr
+
+
+@pytest.mark.parametrize("head_dtype", ["float32", "bfloat16"])
+def test_a_lower_precision_draft_head_stays_lossless(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path, head_dtype: str) -> None:
+    result = runner.invoke(app, bench_args(qwen3_target_dir, random_draft_dir, tmp_path, "--draft-head-dtype", head_dtype, "--no-metrics"))
+    assert result.exit_code == 0, result.output
+    eagle = answers(tmp_path / "tiny-temperature-0.0-eagle.jsonl")
+    baseline = answers(tmp_path / "tiny-temperature-0.0-baseline.jsonl")
+    assert [a["choices"][0]["token_ids"] for a in eagle] == [a["choices"][0]["token_ids"] for a in baseline]
+
+
+def test_the_draft_head_dtype_follows_the_cpu() -> None:
+    from eagle3cli.bench.runner import resolve_head_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_head_dtype("auto", cpu, torch.float32) == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert resolve_head_dtype("auto", cuda, torch.float16) == torch.float16
+    assert resolve_head_dtype("float32", cpu, torch.bfloat16) == torch.float32

