@@ -44,12 +44,19 @@ def test_resuming_with_changed_settings_is_refused_and_keeps_the_run_record(
     assert runner.invoke(app, offline_args(world, run, *flags, "--no-resume")).exit_code == 0
 
 
-def test_settings_that_only_change_reporting_may_change_on_resume(world: dict[str, Path], tmp_path: Path) -> None:
+def test_settings_that_only_change_reporting_may_change_on_resume(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
     assert runner.invoke(app, offline_args(world, run)).exit_code == 0
     result = runner.invoke(app, offline_args(world, run, "--log-steps", "1", "--save-total-limit", "3"))
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["log_steps"] == 1
+    monkeypatch.chdir(tmp_path)  # the same run and dump, written as relative paths
+    args = offline_args(world, Path("run"), "--log-steps", "1", "--save-total-limit", "3")
+    args[args.index("--train-hidden") + 1] = os.path.relpath(world["dump"], tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
 
 
 def test_resuming_on_edited_training_data_is_refused(world: dict[str, Path], tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,10 +28,21 @@ from eagle3cli.errors import Eagle3Error
 NEARLY_FULL_BYTES = 16 << 20
 
 
+_umask_lock = threading.Lock()
+
+
 def umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    current = os.umask(0o022)
-    os.umask(current)
+    """The process umask. Read from ``/proc/self/status`` where Linux offers it: setting and
+    restoring it (the portable way) races with writer threads doing the same."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _umask_lock:
+        current = os.umask(0o022)
+        os.umask(current)
     return current
 
 

@@ -46,10 +46,12 @@ from eagle3cli.training.step import TargetBatch, TargetRows, num_trained_positio
 logger = logging.getLogger("eagle3cli.training")
 
 RUN_RECORD_FILE = "run.json"
-# Settings a resumed run may change: they decide what is logged, evaluated and kept, not what is trained.
+# Settings a resumed run may change: they decide what is logged, evaluated and kept, not what
+# is trained — and paths whose content is checked another way (the same folder written
+# relative or absolute; the training samples' sha256 in run.json).
 CHANGEABLE_ON_RESUME = frozenset({
     "resume", "log_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "run_name",
-    "eval_data", "eval_hidden", "verify_shards", "train_data", "trust_remote_code",
+    "eval_data", "eval_hidden", "verify_shards", "trust_remote_code", "output_dir", "train_data", "train_hidden",
 })
 
 
