@@ -281,9 +281,9 @@ class BenchConfig(StageConfig):
     temperature: float = Field(1.0, ge=0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold (T > 0 only).")
     max_new_token: int = Field(1024, gt=0, description="Most tokens generated per turn.")
-    total_token: int = Field(60, ge=2, description="Draft tree size: nodes verified per target forward (root included).")
-    depth: int = Field(5, ge=0, description="Draft tree depth, as in EAGLE/AngelSlim: expansions after the root's top-k, so depth + 1 draft tokens on the longest path (a perfect chain gives τ = depth + 2).")
-    top_k: int = Field(10, ge=1, description="Children expanded per node; 1 drafts a chain.")
+    total_token: Annotated[int, Field(ge=2)] | Literal["auto"] = Field(60, description="Draft tree size: nodes verified per target forward (root included); auto: measure candidate trees on the warm-up question and keep the fastest (cached per machine and models).")
+    depth: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(5, description="Draft tree depth, as in EAGLE/AngelSlim: expansions after the root's top-k, so depth + 1 draft tokens on the longest path (a perfect chain gives τ = depth + 2); or auto.")
+    top_k: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(10, description="Children expanded per node; 1 drafts a chain; or auto.")
     num_gpus_per_model: int = Field(1, ge=1, description="GPUs one model is spread over.")
     num_gpus_total: int = Field(1, ge=1, description="GPUs used in all; total/per-model workers share the questions.")
     max_gpu_memory: str | None = Field(None, description="Memory cap per GPU when a model spans several (e.g. 70GiB).")
@@ -317,6 +317,8 @@ class BenchConfig(StageConfig):
             raise ValueError(f"--eagle-model-path is required for --mode {self.mode}")
         if self.num_gpus_total % self.num_gpus_per_model:
             raise ValueError("--num-gpus-total must be a multiple of --num-gpus-per-model")
+        if "auto" in (self.total_token, self.depth, self.top_k) and self.backend != "hf":
+            raise ValueError("--total-token/--depth/--top-k auto choose the built-in decoder's tree; vLLM drafts a chain of --num-speculative-tokens")
         if self.speculative_draft_tensor_parallel_size > 1 and self.backend != "vllm":
             raise ValueError("--speculative-draft-tensor-parallel-size is for --backend vllm; the built-in decoder runs the draft on the target's device")
         return self

@@ -125,10 +125,12 @@ def load_models(config: BenchConfig) -> BenchModels:
 
 
 def decoding_config(config: BenchConfig, tokenizer: Any) -> DecodingConfig:
+    """The decoder's settings (an ``auto`` tree value, left only in baseline mode, is unused there)."""
+    tree = [value if value != "auto" else default for value, default in zip((config.total_token, config.depth, config.top_k), (60, 5, 10))]
     return DecodingConfig(
-        total_token=config.total_token,
-        depth=config.depth,
-        top_k=config.top_k,
+        total_token=int(tree[0]),
+        depth=int(tree[1]),
+        top_k=int(tree[2]),
         temperature=config.temperature,
         top_p=config.top_p,
         max_new_tokens=config.max_new_token,
@@ -219,8 +221,52 @@ def answer_all(
 ) -> dict[str, list[QuestionResult]]:
     """Load the models once and answer ``questions`` in every mode (one worker's job)."""
     torch.manual_seed(config.seed)
-    models = load_models(config)
+    return answer_with(load_models(config), config, questions, on_question)
+
+
+def answer_with(
+    models: BenchModels, config: BenchConfig, questions: list[Question], on_question: QuestionCallback | None = None
+) -> dict[str, list[QuestionResult]]:
+    """Answer ``questions`` in every mode with loaded models."""
     return {mode: run_mode(models, questions, mode, config, on_question) for mode in modes_of(config)}
+
+
+def calibration_speed(models: BenchModels, question: Question, config: BenchConfig) -> float:
+    """Tokens/s of speculative decoding with ``config``'s tree on the first turn of ``question``."""
+    from eagle3cli.bench.tree_choice import CALIBRATION_TOKENS
+
+    decoding = decoding_config(config.model_copy(update={"max_new_token": min(config.max_new_token, CALIBRATION_TOKENS)}), models.tokenizer)
+    prompt = render_generation_prompt(models.tokenizer, [Turn("user", question.turns[0])], template=config.chat_template,
+                                      enable_thinking=config.enable_thinking, system_prompt=config.system_prompt)
+    input_ids = torch.tensor(prompt, device=models.device)
+    generator = torch.Generator(models.device).manual_seed(config.seed)
+    with torch.inference_mode():
+        started = clock(models.device)
+        generation = generate(models.target, models.draft, input_ids, decoding, generator=generator)
+        return generation.stats.num_new_tokens / (clock(models.device) - started)
+
+
+def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfig) -> tuple[BenchConfig, str]:
+    """``config`` with its ``auto`` tree values chosen (measured, or from the cache), and why."""
+    from eagle3cli.bench import tree_choice
+    from eagle3cli.hub import resolve_model_dir
+
+    def stamp(path: Path) -> list[Any]:
+        return [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else [str(path)]
+
+    assert config.eagle_model_path is not None and models.draft is not None
+    facts = {
+        "target": stamp(resolve_model_dir(config.base_model_path) / "config.json"),
+        "draft": stamp(resolve_model_dir(config.eagle_model_path) / "model.safetensors"),
+        "device": hardware().get("gpu") if models.device.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "dtype": str(next(models.draft.parameters()).dtype),
+        "head_dtype": str(models.draft.lm_head.weight.dtype),
+    }
+    measure = lambda candidate: calibration_speed(models, question, candidate)  # noqa: E731
+    first = tree_choice.with_tree(config, tree_choice.candidates(config, models.device.type == "cuda")[0])
+    measure(first)  # untimed: the first decode pays one-time costs
+    choice = tree_choice.choose_tree(config, facts, models.device.type == "cuda", measure)
+    return tree_choice.with_tree(config, choice.tree), choice.describe()
 
 
 def gpu_groups(config: BenchConfig) -> list[list[int]]:
@@ -298,8 +344,15 @@ def run_bench(
 
     ``on_start(modes, num_questions)`` is called once the questions are known, before any model loads.
     """
+    from eagle3cli.bench.tree_choice import is_auto
+
     questions = select_questions(load_questions(config.bench_name, config.bench_data), config.question_begin, config.question_end)
     groups = [] if config.backend == "vllm" else gpu_groups(config)
+    auto_tree = is_auto(config) and config.mode != "baseline"
+    if auto_tree and len(groups) > 1:
+        raise Eagle3Error("--total-token/--depth/--top-k auto calibrate on one model",
+                          hint="run once with --num-gpus-total 1 to choose the tree (it is cached), then pass it explicitly")
+    tree_note = None
     with claimed_output_dir(Path(config.output_dir), "bench") as output_dir:
         write_resolved_config(config, output_dir)
         if on_start is not None:
@@ -310,8 +363,14 @@ def run_bench(
         elif len(groups) > 1:
             modes = run_workers(config, questions, groups)
         else:
-            modes = answer_all(config, questions, on_question)
+            torch.manual_seed(config.seed)
+            models = load_models(config)
+            if auto_tree:
+                config, tree_note = choose_auto_tree(models, questions[0], config)
+            modes = answer_with(models, config, questions, on_question)
         settings = config.model_dump(mode="json") | {"num_questions": len(questions), "num_workers": max(1, len(groups))}
+        if tree_note is not None:
+            settings["tree_choice"] = tree_note
         summary = summarize(modes, settings, hardware())
         for mode, metrics in vllm_metrics.items():
             summary["modes"][mode]["vllm"] = metrics

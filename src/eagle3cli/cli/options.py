@@ -54,6 +54,8 @@ def cli_type(annotation: Any) -> Any:
         return list[cli_type(typing.get_args(annotation)[0])]  # type: ignore[misc]
     if origin is Literal or origin is dict or annotation in (SecretStr, Path):
         return str
+    if origin in (Union, types.UnionType):  # e.g. a number or "auto": the model parses the text
+        return str
     raise TypeError(f"no command-line type for {annotation!r}")
 
 
