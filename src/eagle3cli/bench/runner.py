@@ -138,6 +138,15 @@ def decoding_config(config: BenchConfig, tokenizer: Any) -> DecodingConfig:
     )
 
 
+def prompt_ids(models: BenchModels, turns: list[Turn], config: BenchConfig) -> torch.Tensor:
+    """The conversation so far, rendered with the generation prompt, as ids on the models' device."""
+    prompt = render_generation_prompt(
+        models.tokenizer, turns, template=config.chat_template,
+        enable_thinking=config.enable_thinking, system_prompt=config.system_prompt,
+    )
+    return torch.tensor(prompt, device=models.device)
+
+
 def answer_question(
     models: BenchModels, question: Question, mode: str, config: BenchConfig, seed: int
 ) -> QuestionResult:
@@ -150,11 +159,7 @@ def answer_question(
     with torch.inference_mode():
         for user_text in question.turns:
             turns.append(Turn("user", user_text))
-            prompt = render_generation_prompt(
-                models.tokenizer, turns, template=config.chat_template,
-                enable_thinking=config.enable_thinking, system_prompt=config.system_prompt,
-            )
-            input_ids = torch.tensor(prompt, device=models.device)
+            input_ids = prompt_ids(models, turns, config)
             started = clock(models.device)
             generation = generate(models.target, models.draft if mode == "eagle" else None, input_ids, decoding,
                                   state=state, generator=generator)
@@ -236,9 +241,7 @@ def calibration_speed(models: BenchModels, question: Question, config: BenchConf
     from eagle3cli.bench.tree_choice import CALIBRATION_TOKENS
 
     decoding = decoding_config(config.model_copy(update={"max_new_token": min(config.max_new_token, CALIBRATION_TOKENS)}), models.tokenizer)
-    prompt = render_generation_prompt(models.tokenizer, [Turn("user", question.turns[0])], template=config.chat_template,
-                                      enable_thinking=config.enable_thinking, system_prompt=config.system_prompt)
-    input_ids = torch.tensor(prompt, device=models.device)
+    input_ids = prompt_ids(models, [Turn("user", question.turns[0])], config)
     generator = torch.Generator(models.device).manual_seed(config.seed)
     with torch.inference_mode():
         started = clock(models.device)
@@ -272,13 +275,14 @@ def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfi
 def gpu_groups(config: BenchConfig) -> list[list[int]]:
     """GPU ids per worker: ``num_gpus_total / num_gpus_per_model`` groups (none for one CPU worker)."""
     visible = torch.cuda.device_count()
-    if config.num_gpus_total > max(visible, 1) or (config.num_gpus_total > 1 and resolve_device(config.device).type != "cuda"):
+    on_gpu = resolve_device(config.device).type == "cuda"
+    if config.num_gpus_total > max(visible, 1) or (config.num_gpus_total > 1 and not on_gpu):
         raise Eagle3Error(
             f"--num-gpus-total {config.num_gpus_total} asks for {config.num_gpus_total} GPUs, but this machine has "
-            f"{visible} CUDA device(s) visible" + ("" if resolve_device(config.device).type == "cuda" else f" (--device {config.device} runs on the CPU)"),
+            f"{visible} CUDA device(s) visible" + ("" if on_gpu else f" (--device {config.device} runs on the CPU)"),
             hint=f"use --num-gpus-total {max(visible, 1)} or fewer, or set CUDA_VISIBLE_DEVICES",
         )
-    if resolve_device(config.device).type != "cuda":
+    if not on_gpu:
         return []
     per_model = config.num_gpus_per_model
     return [list(range(start, start + per_model)) for start in range(0, config.num_gpus_total, per_model)]
