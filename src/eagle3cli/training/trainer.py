@@ -177,13 +177,14 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
         if not config.resume:
             checkpoints.remove_run_outputs(output_dir)
         checkpoints.remove_incomplete(output_dir)
-        check_resumed_settings(config, output_dir, accelerator.num_processes)
     accelerator.wait_for_everyone()
+    # Every process checks (the same files, the same verdict), so none waits at a barrier for one that stopped.
+    check_resumed_settings(config, output_dir)
     context = RunContext(accelerator.device, accelerator.is_main_process, accelerator.wait_for_everyone, config.precision == "bf16")
     inputs = prepare_inputs(context)
+    run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
+    check_resumed_data(config, output_dir, run_record)
     if accelerator.is_main_process:
-        run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
-        check_resumed_data(config, output_dir, run_record)
         write_resolved_config(config, output_dir)
         atomic_write_json(output_dir / RUN_RECORD_FILE, run_record)
     accelerator.wait_for_everyone()
@@ -242,7 +243,7 @@ def refuse_changes(changed: list[str], output_dir: Path) -> None:
         )
 
 
-def check_resumed_settings(config: TrainHyperParameters, output_dir: Path, num_processes: int) -> None:
+def check_resumed_settings(config: TrainHyperParameters, output_dir: Path) -> None:
     """A resume must continue the same run: refuse when a setting outside
     :data:`CHANGEABLE_ON_RESUME` differs from the run's ``config.json`` (kept unchanged)."""
     previous = previous_record(output_dir, "config.json") if config.resume else None
