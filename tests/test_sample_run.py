@@ -18,7 +18,7 @@ from builders.fake_openai import Drop, FakeOpenAIServer, Reply, Status, default_
 from builders.sample_output import num_written_records, shard_records, sharegpt, wait_for_written_records, write_jsonl
 from eagle3cli.config import SampleConfig
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.serving.sampler import record_temperature, sample
+from eagle3cli.serving.sampler import record_seed, record_temperature, sample
 
 
 def ultrachat(index: int, *questions: str) -> dict[str, Any]:
@@ -51,8 +51,12 @@ def test_every_user_turn_is_answered_with_the_regenerated_history(tmp_path: Path
             {"role": "user", "content": "And 3+3?"},
             {"role": "assistant", "content": "answer 2 to: And 3+3?", "finish_reason": "stop"},
         ],
-        "sampling_params": {"model": "tiny-target", "temperature": 0.5, "top_p": 1.0, "max_tokens": 64, "enable_thinking": False},
+        "sampling_params": {"model": "tiny-target", "temperature": 0.5, "top_p": 1.0, "max_tokens": 64, "enable_thinking": False,
+                            "seed": record_seed(config_for(server, data, tmp_path / "out"), 0)},
     }
+    # every request of a record carries the record's seed; records differ
+    seeds = {request["messages"][-1]["content"]: request["seed"] for request in requests}
+    assert seeds["What is 2+2?"] == seeds["And 3+3?"] != seeds["Name a colour."]
     assert second["id"] == "u1"
     assert [turn["content"] for turn in second["conversations"] if turn["role"] == "assistant"] == [
         "answer 1 to: Name a colour.", "answer 2 to: Another one?", "answer 3 to: One more?",

@@ -99,7 +99,7 @@ class SampleConfig(StageConfig):
     temperature: float | None = Field(None, ge=0, description="Sampling temperature of every record (default 0: greedy) — or use temperature_mix.")
     temperature_mix: TemperatureMix | None = Field(None, description='Temperature drawn per record (seeded) with these weights, e.g. "0:4,0.3:1,1.0:3".')
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
-    seed: int = Field(0, description="Seed of the per-record temperature draw.")
+    seed: int = Field(0, description="Seed of the per-record temperature draw and of each record's sampling seed sent to the server (reproducible answers).")
     enable_thinking: bool = Field(False, description="Sent as chat_template_kwargs.enable_thinking (Qwen3 thinking mode; other templates ignore it).")
     on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
     drop_truncated: bool = Field(False, description="Leave out records whose answer hit max_tokens (counted in the summary).")

@@ -33,9 +33,10 @@ class SamplingParams:
     top_p: float
     max_tokens: int
     enable_thinking: bool = False
+    seed: int | None = None  # the server's sampling seed: a record regenerates the same way every time
 
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        return {
+        body = {
             "model": self.model,
             "messages": messages,
             "max_tokens": self.max_tokens,
@@ -43,6 +44,7 @@ class SamplingParams:
             "top_p": self.top_p,
             "chat_template_kwargs": {"enable_thinking": self.enable_thinking},
         }
+        return body if self.seed is None else body | {"seed": self.seed}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class SamplingParams:
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "enable_thinking": self.enable_thinking,
+            **({} if self.seed is None else {"seed": self.seed}),
         }
 
 

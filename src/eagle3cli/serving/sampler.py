@@ -110,6 +110,12 @@ def check_same_input(output_dir: Path, config: SampleConfig) -> None:
             )
 
 
+def record_seed(config: SampleConfig, input_index: int) -> int:
+    """The server-side sampling seed of one record (from ``config.seed`` and its input index),
+    so a record regenerated after a stopped run is the one an uninterrupted run would give."""
+    return random.Random(f"{config.seed}:{input_index}:sampling").randrange(2**31)
+
+
 def record_temperature(config: SampleConfig, input_index: int) -> float:
     """The temperature of one record: fixed, or drawn from the mix with a per-record seed."""
     if config.temperature_mix is None:
@@ -220,6 +226,7 @@ class SampleRun:
             top_p=self.config.top_p,
             max_tokens=self.config.max_tokens,
             enable_thinking=self.config.enable_thinking,
+            seed=record_seed(self.config, input_index),
         )
         try:
             result = await regenerate(conversation, self.client, params, stop_when_truncated=self.config.drop_truncated)
