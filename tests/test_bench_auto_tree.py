@@ -57,7 +57,7 @@ def test_auto_measures_the_candidates_keeps_the_fastest_and_caches_it(
     measured.clear()
     result = runner.invoke(app, auto_args(qwen3_target_dir, random_draft_dir, tmp_path / "second"))
     assert result.exit_code == 0, result.output
-    assert measured == [tree_choice.CPU_TREES[0]]  # the warm-up only: the choice came from the cache
+    assert measured == []  # the choice came from the cache: nothing decoded to calibrate
     assert "measured earlier on this machine" in result.stdout
 
 

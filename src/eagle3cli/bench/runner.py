@@ -266,8 +266,6 @@ def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfi
         "head_dtype": str(models.draft.lm_head.weight.dtype),
     }
     measure = lambda candidate: calibration_speed(models, question, candidate)  # noqa: E731
-    first = tree_choice.with_tree(config, tree_choice.candidates(config, models.device.type == "cuda")[0])
-    measure(first)  # untimed: the first decode pays one-time costs
     choice = tree_choice.choose_tree(config, facts, models.device.type == "cuda", measure)
     return tree_choice.with_tree(config, choice.tree), choice.describe()
 

@@ -19,7 +19,7 @@ from eagle3cli.errors import Eagle3Error
 stdout = Console(highlight=False)
 
 
-@config_options(DataCheckConfig, flags={"target_model": ("--target-model", "--tokenizer"), "format": ("--format",)})
+@config_options(DataCheckConfig, flags={"target_model": ("--target-model", "--tokenizer")})
 def check(overrides: dict[str, Any], fallbacks: dict[str, Any], config: ConfigOption = None) -> None:
     """Validate a chat dataset against a tokenizer and chat template; report lengths and loss-mask coverage.
 

@@ -40,7 +40,7 @@ from eagle3cli.decoding.state import (
     reserve,
 )
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
-from eagle3cli.decoding.verify import next_token, verify
+from eagle3cli.decoding.verify import target_choices, verify
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def extend_context(
     # 2. Target forward over the rest: first new token and capture states.
     positions = torch.arange(start, input_ids.numel(), device=input_ids.device)[None]
     out = target.forward(input_ids[None, start:], positions, None, target_cache, last_logits_only=True)
-    first = next_token(out.logits[0, -1], config, generator)
+    first = target_choices(out.logits[0, -1], config, generator)
     tokens = torch.cat([input_ids, first.reshape(1)])
     if draft is None:
         return DecodingState(tokens, out.cache), first
@@ -195,7 +195,7 @@ def target_step(
     """One target-only step: consume the pending token, pick the next."""
     position = torch.tensor([[state.cached_length]], device=state.tokens.device)
     out = target.forward(state.tokens[None, -1:], position, None, state.target_cache, last_logits_only=True)
-    token = next_token(out.logits[0, -1], config, generator).reshape(1)
+    token = target_choices(out.logits[0, -1], config, generator).reshape(1)
     _, done = read_outcome(token, torch.ones((), dtype=torch.long, device=token.device), config, num_generated)
     return Step(token, 0, done, DecodingState(torch.cat([state.tokens, token]), out.cache))
 

@@ -55,11 +55,6 @@ def target_choices(logits: torch.Tensor, config: DecodingConfig, generator: torc
     return sample(sampling_probs(logits, config.temperature, config.top_p), generator)
 
 
-def next_token(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """The target's next token (0-d) from ``logits [V]``."""
-    return target_choices(logits, config, generator)
-
-
 def accepted_path(tree: DraftTree, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``choices [N]`` (the target's token after each node) → (the deepest accepted node's
     path ``[D + 1]`` from the root, padded with -1; its depth, 0-d; the bonus token, 0-d)."""
