@@ -32,7 +32,7 @@ from eagle3cli.decoding.state import reserve
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.draft.checkpoint import load_checkpoint
-from eagle3cli.dump.compute import load_pretrained
+from eagle3cli.target.loading import load_pretrained
 from eagle3cli.hub import load_tokenizer
 
 

@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from eagle3cli.capture import base_model  # noqa: E402
 from eagle3cli.config import DumpHiddenConfig  # noqa: E402
-from eagle3cli.dump.compute import load_target, resolve_device  # noqa: E402
+from eagle3cli.dump.compute import load_target  # noqa: E402
+from eagle3cli.target.loading import resolve_device  # noqa: E402
 from eagle3cli.dump.plan import shard_inputs, token_batches, tokenize_records  # noqa: E402
 from eagle3cli.dump.runner import dump_hidden  # noqa: E402
 from eagle3cli.dump.shard_file import DUMP_DTYPES  # noqa: E402

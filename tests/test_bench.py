@@ -277,10 +277,10 @@ def test_summary_plot_shows_every_position_integer_ticks_and_the_run_in_its_titl
 def test_a_broken_draft_is_refused_before_the_target_loads(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from eagle3cli.dump import compute
+    from eagle3cli.target import loading
 
     monkeypatch.delenv("EAGLE3_DEBUG", raising=False)
-    monkeypatch.setattr(compute, "load_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError("target loaded first")))
+    monkeypatch.setattr(loading, "load_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError("target loaded first")))
     broken = tmp_path / "draft"
     shutil.copytree(random_draft_dir, broken, ignore=shutil.ignore_patterns("model.safetensors"))
     result = runner.invoke(app, bench_args(qwen3_target_dir, broken, tmp_path / "out"))

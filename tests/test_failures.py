@@ -98,12 +98,12 @@ COMMANDS = {
 def test_an_output_folder_that_cannot_be_written_fails_before_any_work(
     command: str, world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from eagle3cli.dump import compute
+    from eagle3cli.target import loading
 
     def no_model_load(*args, **kwargs):
         raise AssertionError("the target was loaded before the output folder was checked")
 
-    monkeypatch.setattr(compute, "load_pretrained", no_model_load)
+    monkeypatch.setattr(loading, "load_pretrained", no_model_load)
     (tmp_path / "a-file").write_text("not a folder")
     output = tmp_path / "a-file" / "out"
     one_error_line(runner.invoke(app, COMMANDS[command](world, output)), f"--output-dir {output} cannot be written")

@@ -74,14 +74,14 @@ def resolve_head_dtype(choice: str, device: torch.device, dtype: torch.dtype) ->
 
 def load_target(config: BenchConfig, target_dir: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """The target on ``device``, or spread over all visible GPUs when ``num_gpus_per_model > 1``."""
-    from eagle3cli.dump.compute import load_pretrained
+    from eagle3cli.target import loading
 
     if config.num_gpus_per_model == 1 or device.type != "cuda":
-        return load_pretrained(target_dir, dtype=dtype, device_map=str(device))
+        return loading.load_pretrained(target_dir, dtype=dtype, device_map=str(device))
     max_memory = None
     if config.max_gpu_memory:
         max_memory = {index: config.max_gpu_memory for index in range(torch.cuda.device_count())}
-    return load_pretrained(target_dir, dtype=dtype, device_map="auto", max_memory=max_memory)
+    return loading.load_pretrained(target_dir, dtype=dtype, device_map="auto", max_memory=max_memory)
 
 
 def check_draft(config: BenchConfig, target_dir: Path) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -18,44 +17,11 @@ from torch import nn
 from eagle3cli.capture import capture_hidden_states
 from eagle3cli.dump.plan import TokenizedSample, token_batches
 from eagle3cli.dump.shard_file import HiddenSample
-from eagle3cli.errors import Eagle3Error
-
-def resolve_device(choice: str, local_rank: int) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU."""
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise Eagle3Error("--device cuda was asked for but CUDA is not available", hint="use --device cpu or auto")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
-
+from eagle3cli.target import loading
 
 def load_target(directory: Path, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool) -> nn.Module:
     """The target causal LM in ``dtype`` on ``device``, in eval mode (only its base model runs)."""
-    return load_pretrained(directory, dtype=dtype, device_map=str(device), trust_remote_code=trust_remote_code)
-
-
-def load_pretrained(directory: Path, **options: Any) -> nn.Module:
-    """``AutoModelForCausalLM.from_pretrained(directory, **options)`` in eval mode, quietly
-    (no "Loading weights" bar in the command's output), failing with one clear line."""
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    from eagle3cli.hub import reading_weights
-
-    progress_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with reading_weights(directory, "target"):
-            model = AutoModelForCausalLM.from_pretrained(directory, **options)
-    except (OSError, ValueError) as error:
-        raise Eagle3Error(
-            f"could not load the target model from {directory}: {error}",
-            hint="the folder needs config.json and the model's weights (*.safetensors)",
-        ) from error
-    finally:
-        if progress_was_on:
-            hf_logging.enable_progress_bar()
-    return model.eval()
+    return loading.load_pretrained(directory, dtype=dtype, device_map=str(device), trust_remote_code=trust_remote_code)
 
 
 class HostTransfer:

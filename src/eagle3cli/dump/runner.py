@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from eagle3cli.config import DumpHiddenConfig
-from eagle3cli.dump.compute import HostTransfer, compute_samples, load_target, resolve_device
+from eagle3cli.dump.compute import HostTransfer, compute_samples, load_target
+from eagle3cli.target.loading import resolve_device
 from eagle3cli.dump.distributed import Processes, collectively, processes_from_env
 from eagle3cli.dump.manifest import (
     DRAFT_CONFIG_FILE,
