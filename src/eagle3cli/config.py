@@ -58,6 +58,7 @@ class DataCheckConfig(StageConfig):
     trust_remote_code: bool = Field(False, description="Allow the tokenizer's own code from its repository to run.")
 
 
+DeviceChoice = Literal["auto", "cpu", "cuda"]
 VllmDtype = Literal["auto", "float32", "float16", "bfloat16", "float", "half"]
 
 
@@ -88,6 +89,13 @@ class SampleConfig(StageConfig):
     output_dir: str = Field(description="Output folder: shards/ (the regenerated records), failed.jsonl, summary.json, config.json.")
     format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
     shard_size: int = Field(50000, gt=0, description="Input records per shard; shards are named by their input index range.")
+    num_answers: int = Field(1, gt=0, description="Answers per input record (the OpenAI n), each its own record with id ID#k and its own temperature draw and seed; needs sampling (a temperature above 0 or a mix).")
+    backend: Literal["vllm", "hf"] = Field("vllm", description="vllm: OpenAI-compatible servers (eagle3 serve); hf: the target runs in this process with transformers, continuously batched (no server).")
+    target_model: str | None = Field(None, description="hf backend: the target model directory or hub id.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="hf backend: the target's dtype; auto is bfloat16 on a GPU or a CPU with native bf16 (benchmarks/sample_throughput.py), else float32.")
+    device: DeviceChoice = Field("auto", description="hf backend: auto is cuda when available, else cpu.")
+    batch_size: int = Field(128, gt=0, description="hf backend: rows decoded together (continuous batching; lower it if memory runs short).")
+    trust_remote_code: bool = Field(False, description="hf backend: allow the model's own code from its repository to run.")
     server_urls: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=list, description="OpenAI-compatible server base URLs (http://host:port); overrides host/base_port/num_servers.")
     host: str = Field("127.0.0.1", description="Host of the servers found by probing base_port + i.")
     base_port: int = Field(6000, gt=0, lt=65536, description="Port of the first server; servers are probed at base_port + i.")
@@ -113,6 +121,12 @@ class SampleConfig(StageConfig):
     def _one_temperature_setting(self) -> SampleConfig:
         if self.temperature is not None and self.temperature_mix is not None:
             raise ValueError("give temperature or temperature_mix, not both")
+        if self.num_answers > 1 and not self.temperature and not any(self.temperature_mix or {}):
+            raise ValueError("num_answers above 1 needs sampling: greedy answers (temperature 0) are all the same; give a temperature or a temperature_mix with one above 0")
+        if self.backend == "hf" and self.target_model is None:
+            raise ValueError("backend hf needs target_model (the model to run in this process)")
+        if self.backend == "vllm" and self.target_model is not None:
+            raise ValueError("target_model is for backend hf; vLLM servers serve their own model (pick a served name with model)")
         return self
 
 
@@ -149,7 +163,6 @@ class ServeConfig(StageConfig):
 
 
 DumpDtype = Literal["bfloat16", "float16", "float32"]
-DeviceChoice = Literal["auto", "cpu", "cuda"]
 DUMP_BACKENDS = ("hf",)
 
 

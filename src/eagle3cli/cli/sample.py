@@ -29,11 +29,13 @@ def sample(overrides: dict[str, Any], fallbacks: dict[str, Any], config: ConfigO
 
     Example: eagle3 serve --target-model Qwen/Qwen3-8B --num-servers 8 &
              eagle3 sample --data sharegpt.jsonl --output-dir regen --num-servers 8 --temperature-mix "0:4,0.7:1"
+    Without a server: eagle3 sample --backend hf --target-model DIR --data d.jsonl --output-dir regen --num-answers 2 --temperature-mix "0:1,0.7:1"
     """
     from eagle3cli.serving import sampler
 
     resolved = resolve_config(SampleConfig, config, overrides, fallbacks)
     total = sampler.estimate_num_records(resolved.data, resolved.num_samples)
+    total = None if total is None else total * resolved.num_answers
     with progress_bar(
         SpinnerColumn(), TextColumn("sampling"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[tokens_per_s]:.0f} tok/s"), TextColumn("{task.fields[failed]} failed"),
@@ -53,7 +55,8 @@ def sample(overrides: dict[str, Any], fallbacks: dict[str, Any], config: ConfigO
 def print_summary(summary: SampleSummary, config: SampleConfig) -> None:
     """The run's counts on stdout; failures called out on stderr."""
     table = Table(title=f"sample: {config.data} → {config.output_dir}", show_header=False)
-    table.add_row("model", f"{summary.model} on {len(summary.servers)} server(s)")
+    where = summary.servers[0] if config.backend == "hf" else f"{len(summary.servers)} server(s)"
+    table.add_row("model", f"{summary.model} on {where}")
     table.add_row("records done", str(summary.num_done))
     table.add_row("already done (resumed)", str(summary.num_resumed))
     table.add_row("failed (failed.jsonl)", str(summary.num_failed))

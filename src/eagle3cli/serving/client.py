@@ -113,6 +113,14 @@ class ChatClient:
         self.request_timeout_s = request_timeout_s
         self.sleep = sleep
 
+    @property
+    def gave_up(self) -> bool:
+        """Whether no server answered for too long (the run stops; a rerun resumes)."""
+        return self.pool.gave_up
+
+    def down_message(self) -> str:
+        return self.pool.down_message()
+
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> ChatReply:
         """The reply to ``messages``; raises :class:`RequestFailed` or ``ServersDown``."""
         body = params.request_body(messages)

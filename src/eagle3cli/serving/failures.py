@@ -1,7 +1,7 @@
 """``failed.jsonl``: the records a run could not regenerate, each with its reason.
 
-A line is the input record in canonical form plus ``input_index`` and ``reason``, so the file
-can itself be given to ``--data``. Lines are appended and flushed as failures happen. Failed
+A line is the input record in canonical form plus ``input_index`` (and ``answer`` with several
+answers per record) and ``reason``, so the file can itself be given to ``--data``. Lines are appended and flushed as failures happen. Failed
 records are not done: a rerun retries them and the file is rewritten — it lists this run's
 failures, plus those of earlier runs that this run did not reach.
 """
@@ -19,23 +19,27 @@ from eagle3cli.data.records import Conversation
 class FailedLog:
     """Append failures to ``path``; keep the earlier run's entries that were not retried."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, answers: int = 1) -> None:
         self.path = Path(path)
+        self.answers = answers
         self.earlier = _read_entries(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = self.path.open("wb")
         self.failed_indices: set[int] = set()
 
-    def add(self, input_index: int, conversation: Conversation, reason: str) -> None:
-        entry = {**conversation.to_json(), "input_index": input_index, "reason": reason}
-        self._write(entry)
-        self.failed_indices.add(input_index)
+    def add(self, slot: int, conversation: Conversation, reason: str) -> None:
+        """Log the record of ``slot`` (input index x answers + answer number)."""
+        input_index, answer = divmod(slot, self.answers)
+        entry = {**conversation.to_json(), "input_index": input_index, **({"answer": answer} if self.answers > 1 else {})}
+        self._write({**entry, "reason": reason})
+        self.failed_indices.add(slot)
 
     def close(self, is_done: Callable[[int, str], bool]) -> int:
         """Carry over the earlier failures this run neither retried nor completed; return how many."""
+        slots = [entry["input_index"] * self.answers + entry.get("answer", 0) for entry in self.earlier]
         kept = [
-            entry for entry in self.earlier
-            if entry["input_index"] not in self.failed_indices and not is_done(entry["input_index"], entry["id"])
+            entry for entry, slot in zip(self.earlier, slots)
+            if slot not in self.failed_indices and not is_done(slot, entry["id"])
         ]
         for entry in kept:
             self._write(entry)

@@ -53,6 +53,8 @@ class ServerProcess:
         env = dict(os.environ)
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        else:  # vLLM's CPU build keeps a core for itself by default: 1.6x fewer tokens/s on 2 cores
+            env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         return env
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -32,13 +32,16 @@ from eagle3cli.serving.pool import ServerPool, ServersDown, choose_model, find_s
 from eagle3cli.serving.regenerate import RecordFailed, regenerate
 from eagle3cli.serving.shards import ShardStore
 
+if TYPE_CHECKING:
+    from eagle3cli.serving.hf_engine import LocalChatClient
+
 logger = logging.getLogger(__name__)
 
 SHARDS_DIRNAME = "shards"
 FAILED_FILENAME = "failed.jsonl"
 SUMMARY_FILENAME = "summary.json"
 # Settings that decide which record lands in which shard: a rerun must not change them.
-INPUT_SETTINGS = ("data", "format", "shard_size")
+INPUT_SETTINGS = ("data", "format", "shard_size", "num_answers")
 EXTRA_CONNECTIONS = 16
 
 
@@ -110,19 +113,31 @@ def check_same_input(output_dir: Path, config: SampleConfig) -> None:
             )
 
 
-def record_seed(config: SampleConfig, input_index: int) -> int:
-    """The server-side sampling seed of one record (from ``config.seed`` and its input index),
-    so a record regenerated after a stopped run is the one an uninterrupted run would give."""
-    return random.Random(f"{config.seed}:{input_index}:sampling").randrange(2**31)
+def record_seed(config: SampleConfig, input_index: int, answer: int = 0) -> int:
+    """The server-side sampling seed of one record (from ``config.seed``, its input index and
+    answer number), so a record regenerated after a stopped run is the one an uninterrupted run
+    would give."""
+    key = f"{config.seed}:{input_index}" + (f":{answer}" if answer else "")
+    return random.Random(f"{key}:sampling").randrange(2**31)
 
 
-def record_temperature(config: SampleConfig, input_index: int) -> float:
-    """The temperature of one record: fixed, or drawn from the mix with a per-record seed."""
+def record_temperature(config: SampleConfig, input_index: int, answer: int = 0) -> float:
+    """The temperature of one answer: fixed, or drawn from the mix with a per-answer seed. Of
+    several answers to one prompt at most one is greedy (the others would repeat it): a later
+    answer that draws 0 draws again from the mix's other temperatures."""
     if config.temperature_mix is None:
         return config.temperature if config.temperature is not None else 0.0
-    rng = random.Random(f"{config.seed}:{input_index}")
     temperatures = list(config.temperature_mix)
-    return rng.choices(temperatures, weights=list(config.temperature_mix.values()))[0]
+    weights = list(config.temperature_mix.values())
+    drawn = []
+    for number in range(answer + 1):
+        rng = random.Random(f"{config.seed}:{input_index}" + (f":{number}" if number else ""))
+        temperature = rng.choices(temperatures, weights=weights)[0]
+        if temperature == 0 and 0 in drawn:
+            sampled = [(value, weight) for value, weight in zip(temperatures, weights) if value > 0]
+            temperature = rng.choices([value for value, _ in sampled], weights=[weight for _, weight in sampled])[0]
+        drawn.append(temperature)
+    return drawn[answer]
 
 
 def estimate_num_records(data: str, num_samples: int | None) -> int | None:
@@ -140,6 +155,8 @@ def estimate_num_records(data: str, num_samples: int | None) -> int | None:
 
 
 async def _sample(config: SampleConfig, reader: ConversationReader, on_progress: ProgressCallback) -> SampleSummary:
+    if config.backend == "hf":
+        return await _sample_in_process(config, reader, on_progress)
     connections = config.concurrency + EXTRA_CONNECTIONS
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
@@ -157,17 +174,30 @@ async def _sample(config: SampleConfig, reader: ConversationReader, on_progress:
     return summary
 
 
+async def _sample_in_process(config: SampleConfig, reader: ConversationReader, on_progress: ProgressCallback) -> SampleSummary:
+    from eagle3cli.serving.hf_engine import open_local_client
+
+    client, where = open_local_client(config)
+    summary = SampleSummary(model=str(config.target_model), servers=[where])
+    run = SampleRun(config, client, summary, on_progress)
+    try:
+        await run.run(reader)
+    finally:
+        await client.aclose()
+    return summary
+
+
 class SampleRun:
     """One pass over the input: dispatch records, journal results, finish shards in order."""
 
-    def __init__(self, config: SampleConfig, client: ChatClient, summary: SampleSummary, on_progress: ProgressCallback) -> None:
+    def __init__(self, config: SampleConfig, client: ChatClient | LocalChatClient, summary: SampleSummary, on_progress: ProgressCallback) -> None:
         output_dir = Path(config.output_dir)
         self.config = config
         self.client = client
         self.summary = summary
         self.on_progress = on_progress
-        self.store = ShardStore(output_dir / SHARDS_DIRNAME, config.shard_size)
-        self.failed_log = FailedLog(output_dir / FAILED_FILENAME)
+        self.store = ShardStore(output_dir / SHARDS_DIRNAME, config.shard_size, answers=config.num_answers)
+        self.failed_log = FailedLog(output_dir / FAILED_FILENAME, answers=config.num_answers)
         self.errors: list[BaseException] = []
 
     async def run(self, reader: ConversationReader) -> None:
@@ -185,8 +215,8 @@ class SampleRun:
         self.summary.num_failed_carried = self.failed_log.close(self.store.is_done)
         if self.errors:
             raise self.errors[0]
-        if self.client.pool.gave_up:
-            self.summary.stopped_reason = self.client.pool.down_message() + "; rerun the same command to resume"
+        if self.client.gave_up:
+            self.summary.stopped_reason = self.client.down_message() + "; rerun the same command to resume"
 
     async def _dispatch(self, reader: ConversationReader) -> bool:
         """Start a task per record; ``True`` when the input was read to its end."""
@@ -195,20 +225,26 @@ class SampleRun:
         input_over = True
         try:
             for input_index, conversation in reader:
-                self.store.close_before(input_index)
+                answers = self.config.num_answers
+                self.store.close_before(input_index * answers)
                 self.summary.num_skipped = reader.stats.num_skipped
-                if self.store.is_done(input_index, conversation.id):
-                    self.summary.num_resumed += 1
-                    self.on_progress(self.summary)
-                    continue
-                await slots.acquire()
-                if self.errors or self.client.pool.gave_up:
-                    input_over = False
+                for answer in range(answers):
+                    slot = input_index * answers + answer
+                    record_id = conversation.id if answers == 1 else f"{conversation.id}#{answer}"
+                    if self.store.is_done(slot, record_id):
+                        self.summary.num_resumed += 1
+                        self.on_progress(self.summary)
+                        continue
+                    await slots.acquire()
+                    if self.errors or self.client.gave_up:
+                        input_over = False
+                        break
+                    self.store.begin(slot)
+                    task = asyncio.create_task(self._regenerate(slot, conversation, record_id))
+                    tasks.add(task)
+                    task.add_done_callback(lambda done: self._task_done(done, tasks, slots))
+                if not input_over:
                     break
-                self.store.begin(input_index)
-                task = asyncio.create_task(self._regenerate(input_index, conversation))
-                tasks.add(task)
-                task.add_done_callback(lambda done: self._task_done(done, tasks, slots))
         finally:
             await asyncio.gather(*tasks, return_exceptions=True)
         return input_over
@@ -219,36 +255,40 @@ class SampleRun:
         if not task.cancelled() and task.exception() is not None:
             self.errors.append(task.exception())  # type: ignore[arg-type]
 
-    async def _regenerate(self, input_index: int, conversation: Conversation) -> None:
+    async def _regenerate(self, slot: int, conversation: Conversation, record_id: str) -> None:
+        """Answer one record (``slot`` = input index x answers + answer number)."""
+        input_index, answer = divmod(slot, self.config.num_answers)
         params = SamplingParams(
             model=self.summary.model,
-            temperature=record_temperature(self.config, input_index),
+            temperature=record_temperature(self.config, input_index, answer),
             top_p=self.config.top_p,
             max_tokens=self.config.max_tokens,
             enable_thinking=self.config.enable_thinking,
-            seed=record_seed(self.config, input_index),
+            seed=record_seed(self.config, input_index, answer),
         )
+        if record_id != conversation.id:
+            conversation = Conversation(id=record_id, turns=conversation.turns, extra=conversation.extra)
         try:
             result = await regenerate(conversation, self.client, params, stop_when_truncated=self.config.drop_truncated)
         except RecordFailed as failure:
-            self.failed_log.add(input_index, conversation, failure.reason)
+            self.failed_log.add(slot, conversation, failure.reason)
             self.summary.num_failed += 1
-            self.store.end(input_index)
+            self.store.end(slot)
         except ServersDown:
             self.summary.num_not_finished += 1
-            self.store.end(input_index)
+            self.store.end(slot)
         else:
-            self._keep(input_index, conversation.id, result.conversation, result.truncated)
+            self._keep(slot, conversation.id, result.conversation, result.truncated)
             self.summary.num_tokens += result.num_tokens
         self.on_progress(self.summary)
 
-    def _keep(self, input_index: int, record_id: str, record: Conversation, truncated: bool) -> None:
+    def _keep(self, slot: int, record_id: str, record: Conversation, truncated: bool) -> None:
         self.summary.num_truncated += truncated
         if truncated and self.config.drop_truncated:
-            self.store.add(input_index, record_id, None, dropped="truncated")
+            self.store.add(slot, record_id, None, dropped="truncated")
             self.summary.num_dropped += 1
         else:
-            self.store.add(input_index, record_id, record.to_json())
+            self.store.add(slot, record_id, record.to_json())
             self.summary.num_done += 1
 
 

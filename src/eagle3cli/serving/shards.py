@@ -13,6 +13,9 @@ suffixes the dataset readers ignore (so ``--data OUTPUT/shards`` reads only reco
   input range is over and nothing of it is in flight, the shard and sidecar are written from
   it and it is deleted.
 
+With several answers per input record (``answers``), the store is addressed by slot (input
+index x answers + answer number) and entries carry ``answer``; shards still cover input ranges.
+
 The journal, when there is one, is the truth; otherwise the sidecar is. A rerun skips exactly
 the completed indices, and a record added to a finished shard (one that failed before)
 reopens it: the journal is rebuilt from the shard and sidecar, then finished again. A
@@ -49,9 +52,10 @@ class ShardState:
 class ShardStore:
     """The shards of one output folder: which records are done, and writing new ones."""
 
-    def __init__(self, directory: Path, shard_size: int) -> None:
+    def __init__(self, directory: Path, shard_size: int, *, answers: int = 1) -> None:
         self.directory = Path(directory)
         self.shard_size = shard_size
+        self.answers = answers
         self.directory.mkdir(parents=True, exist_ok=True)
         self._states: dict[int, ShardState] = {}
         for temporary in self.directory.glob(".shard-*.tmp"):
@@ -62,40 +66,41 @@ class ShardStore:
         stop = start + self.shard_size - 1
         return self.directory / f"shard-{start:0{INDEX_DIGITS}d}-{stop:0{INDEX_DIGITS}d}.jsonl"
 
-    def is_done(self, input_index: int, record_id: str) -> bool:
-        """Whether the record at ``input_index`` is complete; fails if it was done under another id."""
-        done = self._state(input_index).done
-        if input_index in done and done[input_index] != record_id:
+    def is_done(self, slot: int, record_id: str) -> bool:
+        """Whether the record at ``slot`` is complete; fails if it was done under another id."""
+        done = self._state(slot).done
+        if slot in done and done[slot] != record_id:
             raise Eagle3Error(
-                f"input record {input_index} has id '{record_id}', but '{done[input_index]}' was sampled there",
+                f"input record {slot // self.answers} has id '{record_id}', but '{done[slot]}' was sampled there",
                 hint="the input changed since the first run: use a new --output-dir",
             )
-        return input_index in done
+        return slot in done
 
-    def begin(self, input_index: int) -> None:
-        """Note that the record at ``input_index`` is in flight (its shard cannot be finished yet)."""
-        self._state(input_index).num_in_flight += 1
+    def begin(self, slot: int) -> None:
+        """Note that the record at ``slot`` is in flight (its shard cannot be finished yet)."""
+        self._state(slot).num_in_flight += 1
 
-    def add(self, input_index: int, record_id: str, record: dict[str, Any] | None, dropped: str | None = None) -> None:
+    def add(self, slot: int, record_id: str, record: dict[str, Any] | None, dropped: str | None = None) -> None:
         """Journal a completed record (``record``), or one left out on purpose (``dropped`` = reason)."""
-        state = self._state(input_index)
-        entry: dict[str, Any] = {"input_index": input_index, "id": record_id}
+        state = self._state(slot)
+        input_index, answer = divmod(slot, self.answers)
+        entry: dict[str, Any] = {"input_index": input_index, **({"answer": answer} if self.answers > 1 else {}), "id": record_id}
         entry.update({"record": record} if dropped is None else {"dropped": dropped})
         journal = self._journal(state)
         journal.write(json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
         journal.flush()
-        state.done[input_index] = record_id
-        self.end(input_index)
+        state.done[slot] = record_id
+        self.end(slot)
 
-    def end(self, input_index: int) -> None:
-        """The record at ``input_index`` is no longer in flight (added, failed or abandoned)."""
-        state = self._state(input_index)
+    def end(self, slot: int) -> None:
+        """The record at ``slot`` is no longer in flight (added, failed or abandoned)."""
+        state = self._state(slot)
         state.num_in_flight -= 1
         self._finish_if_ready(state)
 
-    def close_before(self, input_index: int) -> None:
-        """The input has moved past every shard before the one of ``input_index``: finish those."""
-        for number in [number for number in self._states if number < input_index // self.shard_size]:
+    def close_before(self, slot: int) -> None:
+        """The input has moved past every shard before the one of ``slot``: finish those."""
+        for number in [number for number in self._states if number < slot // (self.shard_size * self.answers)]:
             self._states[number].input_closed = True
             self._finish_if_ready(self._states[number])
 
@@ -112,8 +117,11 @@ class ShardStore:
                 state.journal.close()
                 state.journal = None
 
-    def _state(self, input_index: int) -> ShardState:
-        number = input_index // self.shard_size
+    def _slot(self, entry: dict[str, Any]) -> int:
+        return entry["input_index"] * self.answers + entry.get("answer", 0)
+
+    def _state(self, slot: int) -> ShardState:
+        number = slot // (self.shard_size * self.answers)
         if number not in self._states:
             self._states[number] = ShardState(number, self._load_done(number))
         return self._states[number]
@@ -122,10 +130,10 @@ class ShardStore:
         shard = self.shard_path(number)
         journal = _with_suffix(shard, JOURNAL_SUFFIX)
         if journal.exists():
-            return {entry["input_index"]: entry["id"] for entry in _read_journal(journal)}
+            return {self._slot(entry): entry["id"] for entry in _read_journal(journal)}
         sidecar = _with_suffix(shard, SIDECAR_SUFFIX)
         if sidecar.exists():
-            return {entry["input_index"]: entry["id"] for entry in _read_sidecar(sidecar)}
+            return {self._slot(entry): entry["id"] for entry in _read_sidecar(sidecar)}
         return {}
 
     def _journal(self, state: ShardState) -> IO[bytes]:
@@ -153,18 +161,19 @@ class ShardStore:
         state.journal = None
         shard = self.shard_path(state.number)
         journal = _with_suffix(shard, JOURNAL_SUFFIX)
-        entries = sorted({entry["input_index"]: entry for entry in _read_journal(journal)}.values(),
-                         key=lambda entry: entry["input_index"])
+        entries = sorted({self._slot(entry): entry for entry in _read_journal(journal)}.values(), key=self._slot)
         records = [entry for entry in entries if "record" in entry]
         atomic_write(shard, lambda handle: handle.writelines(_json_line(entry["record"]) for entry in records))
         atomic_write_json(_with_suffix(shard, SIDECAR_SUFFIX), {
-            "completed": [{"input_index": entry["input_index"], "id": entry["id"]} for entry in records],
-            "dropped": [
-                {"input_index": entry["input_index"], "id": entry["id"], "reason": entry["dropped"]}
-                for entry in entries if "record" not in entry
-            ],
+            "completed": [_address(entry) for entry in records],
+            "dropped": [{**_address(entry), "reason": entry["dropped"]} for entry in entries if "record" not in entry],
         })
         journal.unlink()
+
+
+def _address(entry: dict[str, Any]) -> dict[str, Any]:
+    """Where an entry's record came from: input index, answer number (if any) and id."""
+    return {key: entry[key] for key in ("input_index", "answer", "id") if key in entry}
 
 
 def _with_suffix(shard: Path, suffix: str) -> Path:
@@ -214,6 +223,6 @@ def _entries_of_finished_shard(shard: Path) -> Iterator[dict[str, Any]]:
             hint="the shard was edited by hand: delete it and its .done sidecar to redo it",
         )
     for entry, record in zip(sidecar["completed"], records):
-        yield {"input_index": entry["input_index"], "id": entry["id"], "record": record}
+        yield {**_address(entry), "record": record}
     for entry in sidecar["dropped"]:
-        yield {"input_index": entry["input_index"], "id": entry["id"], "dropped": entry["reason"]}
+        yield {**_address(entry), "dropped": entry["reason"]}
