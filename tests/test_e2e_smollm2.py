@@ -27,6 +27,7 @@ from vllm_env import REPOSITORY, vllm_python  # noqa: F401  (pytest fixture)
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NUM_PROMPTS = 4
+HELD_OUT = 1
 MAX_NEW = 24
 QUICKSTART_TIMEOUT_S = 1200
 
@@ -44,7 +45,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory, vllm_python: str) -> tu
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # this venv's eagle3 + python
-        "OUT": str(out), "NUM_PROMPTS": str(NUM_PROMPTS), "MAX_TOKENS": "48", "TRAIN_EPOCHS": "1",
+        "OUT": str(out), "NUM_PROMPTS": str(NUM_PROMPTS), "MAX_TOKENS": "48", "TRAIN_EPOCHS": "1", "HELD_OUT": str(HELD_OUT),
         "BENCH_QUESTIONS": "1", "BENCH_MAX_NEW": str(MAX_NEW), "PORT": str(free_consecutive_ports(1)),
         "VLLM_PYTHON": vllm_python, "BENCH_DATA": str(MT_BENCH), "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
     }
@@ -94,10 +95,12 @@ def test_sample_regenerated_the_prompts_with_the_target(quickstart: tuple[Path, 
     assert json.loads((out / "regen" / "summary.json").read_text())["num_failed"] == 0
 
 
-def test_dump_holds_every_regenerated_sample(quickstart: tuple[Path, str]) -> None:
+def test_dump_holds_every_regenerated_sample_training_and_held_out(quickstart: tuple[Path, str]) -> None:
     out, _ = quickstart
+    held_out = json.loads((out / "heldout" / "manifest.json").read_text())
+    assert held_out["complete"] and held_out["num_samples"] == HELD_OUT
     manifest = json.loads((out / "hidden" / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["num_samples"] == NUM_PROMPTS
+    assert manifest["complete"] and manifest["num_samples"] == NUM_PROMPTS - HELD_OUT
     assert manifest["aux_layer_ids"] == [2, 15, 27]  # default [2, N//2, N-3] of 30 layers, vLLM numbering
     assert 0 < manifest["num_loss_tokens"] < manifest["num_tokens"]  # assistant-only mask
 
@@ -105,6 +108,7 @@ def test_dump_holds_every_regenerated_sample(quickstart: tuple[Path, str]) -> No
 def test_draft_checkpoint_is_complete_and_inspects_clean(quickstart: tuple[Path, str]) -> None:
     out, _ = quickstart
     final = out / "draft" / "final"
+    assert (out / "draft" / "best" / "model.safetensors").is_file()  # chosen on the held-out dump, benched
     config = json.loads((final / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLMEagle3"] and config["draft_vocab_size"] == 32000
     with safe_open(str(final / "model.safetensors"), "pt") as weights:
