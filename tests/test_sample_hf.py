@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from builders.sample_output import shard_records, sharegpt, write_jsonl
 from eagle3cli.config import SampleConfig
+from eagle3cli.errors import Eagle3Error
 from eagle3cli.serving.client import SamplingParams
 from eagle3cli.serving.hf_engine import BatchEngine, LocalChatClient, stop_token_ids
 from eagle3cli.serving.sampler import sample
@@ -112,6 +113,24 @@ def test_several_answers_per_prompt_each_a_record_resumable(llama_target_dir: Pa
     again = sample(SampleConfig(**settings))
     assert (again.num_resumed, again.num_done) == (12, 0)
     assert {path.name: path.read_bytes() for path in (tmp_path / "out/shards").iterdir()} == before
+
+
+def test_a_failing_target_stops_the_run_with_one_clear_error_and_resumes(
+    llama_target_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_jsonl(tmp_path / "chats.jsonl", [sharegpt(index, "Hello?") for index in range(3)])
+    settings = dict(data=str(data), output_dir=str(tmp_path / "out"), backend="hf", target_model=str(llama_target_dir),
+                    dtype="float32", max_tokens=4)
+
+    def out_of_memory(self, admitted):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BatchEngine, "advance", out_of_memory)
+        with pytest.raises(Eagle3Error, match=r"the target failed in this process \(RuntimeError: DefaultCPUAllocator"):
+            sample(SampleConfig(**settings))
+    summary = sample(SampleConfig(**settings))
+    assert (summary.num_done, summary.num_resumed) == (3, 0)
 
 
 @pytest.mark.parametrize(("settings", "message"), [

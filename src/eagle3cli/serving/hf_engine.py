@@ -271,9 +271,13 @@ class LocalChatClient:
             try:
                 finished = engine.advance(admitted)  # in this thread: torch's thread pool belongs to it
             except Exception as error:
+                failure = error if isinstance(error, Eagle3Error) else Eagle3Error(
+                    f"the target failed in this process ({type(error).__name__}: {error})",
+                    hint="if memory ran out, lower --batch-size; rerun the same command to resume",
+                )
                 for request in [*engine.rows, *admitted, *self.pending]:
                     if request is not None and request.future is not None and not request.future.done():
-                        request.future.set_exception(error)
+                        request.future.set_exception(failure)
                 engine.rows, engine.lengths, self.pending = [None] * len(engine.rows), [0] * len(engine.rows), []
                 continue
             for request in finished:
