@@ -39,7 +39,7 @@ eagle3 sample --data "$OUT/corpus/prompts.jsonl" --output-dir "$OUT/regen" --ser
     --num-samples "$NUM_PROMPTS" --max-tokens "$MAX_TOKENS" --temperature 0 --concurrency 16
 stop_vllm
 
-# bf16 dump: 1.9x the tokens/s of float32 here, the argmaxes agree on 99 % of positions (benchmarks/RESULTS.md)
+# bf16 dump: 1.7x the tokens/s of float32 here, the argmaxes agree on 99 % of positions (benchmarks/RESULTS.md)
 step 5 "eagle3 dump-hidden → $OUT/hidden (training) and $OUT/heldout (the last $HELD_OUT records)"
 mkdir -p "$OUT/split"
 cat "$OUT"/regen/shards/shard-*.jsonl >"$OUT/split/all.jsonl"

@@ -188,7 +188,7 @@ class DumpHiddenConfig(StageConfig):
     enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
     system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
     dtype: DumpDtype = Field("bfloat16", description="Dtype of the target forward and of the stored hidden states.")
-    batch_tokens: int = Field(16384, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone).")
+    batch_tokens: int | None = Field(None, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone); default: 16384 on a GPU, 2048 on a CPU (2.4x the tokens/s of 16384 there).")
     shard_size: int = Field(128, gt=0, description="Samples per shard (by position in the data); shards are the unit of resume and of work per process.")
     num_samples: int | None = Field(None, gt=0, description="Dump only the first N valid records.")
     on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")

@@ -19,6 +19,16 @@ from eagle3cli.dump.plan import TokenizedSample, token_batches
 from eagle3cli.dump.shard_file import HiddenSample
 from eagle3cli.target import loading
 
+# Default forward budgets (benchmarks/RESULTS.md, "dump-hidden on a CPU"): on a 2-core CPU a
+# bf16 SmolLM2 dump ran 401-443 tok/s at 16384 tokens per batch and 1,011-1,020 at 2048.
+DEFAULT_BATCH_TOKENS = {"cuda": 16384, "cpu": 2048}
+
+
+def batch_token_budget(batch_tokens: int | None, device: torch.device) -> int:
+    """``batch_tokens``, or the default for ``device``'s kind."""
+    return batch_tokens if batch_tokens is not None else DEFAULT_BATCH_TOKENS.get(device.type, DEFAULT_BATCH_TOKENS["cuda"])
+
+
 def load_target(directory: Path, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool) -> nn.Module:
     """The target causal LM in ``dtype`` on ``device``, in eval mode (only its base model runs)."""
     return loading.load_pretrained(directory, dtype=dtype, device_map=str(device), trust_remote_code=trust_remote_code)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from eagle3cli.config import DumpHiddenConfig
-from eagle3cli.dump.compute import HostTransfer, compute_samples, load_target
+from eagle3cli.dump.compute import HostTransfer, batch_token_budget, compute_samples, load_target
 from eagle3cli.target.loading import resolve_device
 from eagle3cli.dump.distributed import Processes, collectively, processes_from_env
 from eagle3cli.dump.manifest import (
@@ -188,7 +188,7 @@ def write_pending(
         for shard, tokenized in shards:
             samples = compute_samples(
                 model, tokenized.samples, aux_layer_ids=target.draft.aux_layer_ids, dtype=dtype,
-                batch_tokens=config.batch_tokens, transfer=transfer, on_batch=report,
+                batch_tokens=batch_token_budget(config.batch_tokens, transfer.device), transfer=transfer, on_batch=report,
             )
             report(tokenized.num_skipped_without_loss, 0)
             writer.submit(
