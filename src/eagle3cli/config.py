@@ -92,7 +92,7 @@ class SampleConfig(StageConfig):
     num_answers: int = Field(1, gt=0, description="Answers per input record (the OpenAI n), each its own record with id ID#k and its own temperature draw and seed; needs sampling (a temperature above 0 or a mix).")
     backend: Literal["vllm", "hf"] = Field("vllm", description="vllm: OpenAI-compatible servers (eagle3 serve); hf: the target runs in this process with transformers, continuously batched (no server).")
     target_model: str | None = Field(None, description="hf backend: the target model directory or hub id.")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="hf backend: the target's dtype; auto is bfloat16 on a GPU or a CPU with native bf16 (benchmarks/sample_throughput.py), else float32.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="hf backend: the target's dtype; auto is bfloat16 on a GPU or a CPU with native bf16 (benchmarks/sample_backends.py), else float32.")
     device: DeviceChoice = Field("auto", description="hf backend: auto is cuda when available, else cpu.")
     batch_size: int = Field(128, gt=0, description="hf backend: rows decoded together (continuous batching; lower it if memory runs short).")
     trust_remote_code: bool = Field(False, description="hf backend: allow the model's own code from its repository to run.")

@@ -67,7 +67,9 @@ def resolve_head_dtype(choice: str, device: torch.device, dtype: torch.dtype) ->
     (benchmarks/cpu_step.py: a 32k x 576 head 11.5 ms in float32, 3.5 ms in bfloat16), else ``dtype``."""
     if choice != "auto":
         return getattr(torch, choice)
-    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    from eagle3cli.target.loading import native_bf16
+
+    if device.type == "cpu" and native_bf16(device):
         return torch.bfloat16
     return dtype
 

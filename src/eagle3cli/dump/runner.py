@@ -28,7 +28,6 @@ import torch
 
 from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.dump.compute import HostTransfer, batch_token_budget, compute_samples, load_target
-from eagle3cli.target.loading import resolve_device
 from eagle3cli.dump.distributed import Processes, collectively, processes_from_env
 from eagle3cli.dump.manifest import (
     DRAFT_CONFIG_FILE,
@@ -56,6 +55,7 @@ from eagle3cli.dump.vocab_counts import write_vocab_map
 from eagle3cli.dump.writer import ShardWriter
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.outputs import claimed_output_dir
+from eagle3cli.target.loading import resolve_device
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eagle3cli.data.records import Conversation
+from eagle3cli.serving.shards import slot_address, slot_of
 
 
 class FailedLog:
@@ -29,14 +30,12 @@ class FailedLog:
 
     def add(self, slot: int, conversation: Conversation, reason: str) -> None:
         """Log the record of ``slot`` (input index x answers + answer number)."""
-        input_index, answer = divmod(slot, self.answers)
-        entry = {**conversation.to_json(), "input_index": input_index, **({"answer": answer} if self.answers > 1 else {})}
-        self._write({**entry, "reason": reason})
+        self._write({**conversation.to_json(), **slot_address(slot, self.answers), "reason": reason})
         self.failed_indices.add(slot)
 
     def close(self, is_done: Callable[[int, str], bool]) -> int:
         """Carry over the earlier failures this run neither retried nor completed; return how many."""
-        slots = [entry["input_index"] * self.answers + entry.get("answer", 0) for entry in self.earlier]
+        slots = [slot_of(entry, self.answers) for entry in self.earlier]
         kept = [
             entry for entry, slot in zip(self.earlier, slots)
             if slot not in self.failed_indices and not is_done(slot, entry["id"])

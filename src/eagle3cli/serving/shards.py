@@ -83,8 +83,7 @@ class ShardStore:
     def add(self, slot: int, record_id: str, record: dict[str, Any] | None, dropped: str | None = None) -> None:
         """Journal a completed record (``record``), or one left out on purpose (``dropped`` = reason)."""
         state = self._state(slot)
-        input_index, answer = divmod(slot, self.answers)
-        entry: dict[str, Any] = {"input_index": input_index, **({"answer": answer} if self.answers > 1 else {}), "id": record_id}
+        entry: dict[str, Any] = {**slot_address(slot, self.answers), "id": record_id}
         entry.update({"record": record} if dropped is None else {"dropped": dropped})
         journal = self._journal(state)
         journal.write(json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
@@ -118,7 +117,7 @@ class ShardStore:
                 state.journal = None
 
     def _slot(self, entry: dict[str, Any]) -> int:
-        return entry["input_index"] * self.answers + entry.get("answer", 0)
+        return slot_of(entry, self.answers)
 
     def _state(self, slot: int) -> ShardState:
         number = slot // (self.shard_size * self.answers)
@@ -169,6 +168,17 @@ class ShardStore:
             "dropped": [{**_address(entry), "reason": entry["dropped"]} for entry in entries if "record" not in entry],
         })
         journal.unlink()
+
+
+def slot_of(entry: dict[str, Any], answers: int) -> int:
+    """The slot of a journal, sidecar or failed.jsonl entry: input index x answers + answer number."""
+    return entry["input_index"] * answers + entry.get("answer", 0)
+
+
+def slot_address(slot: int, answers: int) -> dict[str, int]:
+    """``input_index`` (and ``answer`` with several answers per record) of ``slot``, as entries store them."""
+    input_index, answer = divmod(slot, answers)
+    return {"input_index": input_index, **({"answer": answer} if answers > 1 else {})}
 
 
 def _address(entry: dict[str, Any]) -> dict[str, Any]:

@@ -58,9 +58,8 @@ class RaggedLayer:
         """Write one new position per row at that row's length; the views attention reads."""
         cache = self.cache
         self.reserve(keys.shape[0], keys.shape[1], keys.shape[3], cache.longest + 1, keys.device)
-        rows = torch.arange(keys.shape[0], device=keys.device)
-        self.key_buffer[rows, :, cache.lengths] = keys[:, :, 0].to(self.key_buffer.dtype)
-        self.value_buffer[rows, :, cache.lengths] = values[:, :, 0].to(self.value_buffer.dtype)
+        self.key_buffer[cache.rows, :, cache.lengths] = keys[:, :, 0].to(self.key_buffer.dtype)
+        self.value_buffer[cache.rows, :, cache.lengths] = values[:, :, 0].to(self.value_buffer.dtype)
         end = cache.longest + 1
         return self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
 
@@ -78,11 +77,14 @@ class RaggedCache:
         self.storage_dtype = storage_dtype
         self.layers = [RaggedLayer(self) for _ in range(num_layers)]
         self.lengths = torch.zeros(0, dtype=torch.long)
+        self.rows = torch.zeros(0, dtype=torch.long)  # arange(rows): with lengths, where a step writes
         self.longest = 0
 
     def set_lengths(self, lengths: torch.Tensor, longest: int) -> None:
         """The positions each row holds before the next step (``longest`` = their maximum)."""
         self.lengths, self.longest = lengths, longest
+        if len(self.rows) != len(lengths):
+            self.rows = torch.arange(len(lengths), device=lengths.device)
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Only ``rows`` stay, in that order (the others are dropped)."""
