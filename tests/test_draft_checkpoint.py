@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -180,3 +181,45 @@ def test_load_checks_the_config(tmp_path: Path) -> None:
     config_path.unlink()
     with pytest.raises(Eagle3Error, match="config.json does not exist"):
         load_checkpoint(tmp_path / "draft")
+
+
+def fc_norm_draft(target_dir: Path) -> Eagle3DraftModel:
+    """The tiny draft with ``fc_norm``, its norm weights random so they change the output."""
+    plain = tiny_draft(target_dir)
+    model = Eagle3DraftModel(dataclasses.replace(plain.config, fc_norm=True))
+    model.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        for norm in model.fc_norm:
+            norm.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def test_fc_norm_round_trips_with_its_three_norms(tmp_path: Path) -> None:
+    model = fc_norm_draft(tmp_path / "target")
+    model.embed_tokens.weight.data.copy_(read_embed_tokens(tmp_path / "target"))
+    save_draft_model(tmp_path / "draft", model)
+    shapes = {key: tuple(value.shape) for key, value in load_file(tmp_path / "draft" / "model.safetensors").items()}
+    assert shapes == {**EXPECTED_SHAPES, **{f"fc_norm.{index}.weight": (64,) for index in range(3)}}
+    assert json.loads((tmp_path / "draft" / "config.json").read_text())["fc_norm"] is True
+    loaded = load_checkpoint(tmp_path / "draft", embed_tokens=read_embed_tokens(tmp_path / "target"))
+    assert loaded.config == model.config and torch.equal(draft_outputs(loaded), draft_outputs(model))
+    plain = Eagle3DraftModel(tiny_draft_config(tmp_path / "other"))
+    plain.load_state_dict(model.state_dict(), strict=False)
+    assert not torch.equal(draft_outputs(plain), draft_outputs(model))  # the norms change the output
+    assert "fc_norm" not in json.loads((save_draft_model(tmp_path / "plain", tiny_draft(tmp_path / "t2")) / "config.json").read_text())
+
+
+def test_fc_norm_weights_must_match_the_config(tmp_path: Path) -> None:
+    model = fc_norm_draft(tmp_path / "target")
+    state = model.state_dict()
+    del state["embed_tokens.weight"]
+    with pytest.raises(Eagle3Error, match="missing tensor 'fc_norm.2.weight'"):
+        save_checkpoint(tmp_path / "a", {key: value for key, value in state.items() if key != "fc_norm.2.weight"}, model.config)
+    plain_config = dataclasses.replace(model.config, fc_norm=False)
+    with pytest.raises(Eagle3Error, match="unknown tensor 'fc_norm.0.weight'"):
+        save_checkpoint(tmp_path / "b", state, plain_config)
+    save_checkpoint(tmp_path / "c", state, model.config)
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    (tmp_path / "c" / "config.json").write_text(json.dumps({**config, "fc_norm": "yes"}))
+    with pytest.raises(Eagle3Error, match='fc_norm must be true or false, got "yes"'):
+        load_checkpoint(tmp_path / "c")

@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase
 
-from builders.cycle_models import CycleFamily, CycleTarget, build_cycle_draft, save_cycle_drafts, save_cycle_target
+from builders.cycle_models import CycleFamily, CycleTarget, build_cycle_draft, save_cycle_drafts, save_cycle_target, with_fc_norm
+from eagle3cli.draft.checkpoint import load_checkpoint, save_draft_model
 from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
 from eagle3cli.draft.checkpoint import inspect_checkpoint
 from eagle3cli.draft.derive import read_target_config
@@ -48,14 +49,10 @@ def generate_all(engine: VllmEngine, prompts: list[list[int]]) -> tuple[list[lis
     return outputs, counters
 
 
-def test_the_crafted_draft_predicts_the_targets_cycle_at_every_step(
-    tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase
-) -> None:
+def check_cycle_predictions(draft, target: CycleTarget, vocab_size: int) -> bool:
     """The project's own draft forward: step 0 from the fused states of ``t_i`` and the
     embedding of ``t_{i+1}``, later steps from the layer's own output and the last proposal."""
-    target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
-    draft = build_cycle_draft(target)
-    tokens = torch.arange(len(qwen3_tokenizer))  # every token as position i of its own sequence
+    tokens = torch.arange(vocab_size)  # every token as position i of its own sequence
     positions = torch.zeros(len(tokens), 1, dtype=torch.int64)
     next_token = target.next_token
     with torch.no_grad():
@@ -64,8 +61,22 @@ def test_the_crafted_draft_predicts_the_targets_cycle_at_every_step(
         for _ in range(NUM_SPECULATIVE_TOKENS):
             hidden = draft.layer(draft.embed(inputs[:, None]), hidden, positions)
             proposals = draft.to_target_ids(draft.logits(hidden).argmax(-1))[:, 0]
-            assert torch.equal(proposals, expected)
+            if not torch.equal(proposals, expected):
+                return False
             inputs, expected = proposals, next_token[expected]
+    return True
+
+
+def test_the_crafted_draft_predicts_the_targets_cycle_at_every_step(
+    tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase
+) -> None:
+    target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
+    draft = build_cycle_draft(target)
+    assert check_cycle_predictions(draft, target, len(qwen3_tokenizer))
+    normed = load_checkpoint(save_draft_model(tmp_path / "fc-norm", with_fc_norm(draft), save_embed=True))
+    assert check_cycle_predictions(normed, target, len(qwen3_tokenizer))  # saved, read back, still exact
+    normed.fc_norm = None  # a reader that ignored fc_norm
+    assert not check_cycle_predictions(normed, target, len(qwen3_tokenizer))
 
 
 @pytest.mark.slow
@@ -107,3 +118,21 @@ def test_a_saved_draft_is_accepted_by_vllm_and_only_through_its_d2t_map(
     assert drafted.acceptance_rate >= 0.9, drafted
     assert min(drafted.acceptance_by_position) >= 0.9, drafted
     assert zero_drafted.num_drafts > 0 and zero_drafted.acceptance_rate <= 0.1, zero_drafted
+
+
+@pytest.mark.slow
+def test_an_fc_norm_draft_is_accepted_by_vllm(vllm_python: str, tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase) -> None:
+    """vLLM reads ``fc_norm`` from config.json and applies the norms as the project does (the
+    construction fails without them: see the test above)."""
+    target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
+    draft = save_draft_model(tmp_path / "draft", with_fc_norm(build_cycle_draft(target)))
+    assert inspect_checkpoint(draft, target_config=read_target_config(target.directory)).problems == []
+    engine = offline_engine(vllm_python, target.directory, tmp_path / "fc-norm.log", draft=draft, k=NUM_SPECULATIVE_TOKENS)
+    prompts = prompts_for(target)
+    with ExitStack() as stack:
+        engine.start()
+        stack.callback(engine.close)
+        engine.wait_ready()
+        outputs, drafted = generate_all(engine, prompts)
+    assert outputs == [target.greedy_continuation(prompt[-1], MAX_TOKENS) for prompt in prompts]
+    assert drafted.acceptance_rate >= 0.9 and min(drafted.acceptance_by_position) >= 0.9, drafted

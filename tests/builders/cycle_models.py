@@ -151,6 +151,23 @@ def build_cycle_draft(target: CycleTarget) -> Eagle3DraftModel:
     return model
 
 
+def with_fc_norm(draft: Eagle3DraftModel, seed: int = 0) -> Eagle3DraftModel:
+    """The same draft with ``fc_norm``, built so the norms must be applied: their weights are
+    ``(3, 0, 0)`` (embedding rows have RMS 1, so the first state becomes ``3 E``, the others
+    vanish) and ``fc`` is ``[I / 3, R, R']`` with random ``R, R'``: with the norms the fused
+    state is ``E`` as before; an engine that skipped them would add ``(R + R') E``."""
+    config = dataclasses.replace(draft.config, fc_norm=True)
+    model = Eagle3DraftModel(config).eval()
+    model.load_state_dict(draft.state_dict(), strict=False)
+    hidden = config.hidden_size
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for norm, scale in zip(model.fc_norm, (3.0, 0.0, 0.0)):
+            norm.weight.fill_(scale)
+        model.fc.weight.copy_(torch.cat([torch.eye(hidden) / 3, torch.randn(hidden, 2 * hidden, generator=generator)], dim=1))
+    return model
+
+
 def zero_offset_vocab_map(draft_vocab_size: int, vocab_size: int) -> VocabMap:
     """A valid map that sends draft id ``i`` to target id ``i`` (what an engine does without ``d2t``)."""
     return vocab_map_from_target_ids(torch.arange(draft_vocab_size), vocab_size)

@@ -70,6 +70,7 @@ def summary_table(report: CheckpointReport, target_model: str | None) -> Table:
         "intermediate size": str(config.intermediate_size),
         "capture layers (vLLM)": ", ".join(map(str, config.aux_layer_ids)),
         "capture layers (SGLang)": ", ".join(map(str, config.sglang_layer_ids)),
+        "fc_norm": "on (vLLM applies it; an engine without fc_norm support would skip the norms)" if config.fc_norm else "off",
         "target check": "passed" if target_model else "not run (pass --target-model)",
     }
     for name, value in rows.items():

@@ -31,6 +31,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 EMBED_KEY = "embed_tokens.weight"
 VOCAB_MAP_KEYS = ("d2t", "t2d")  # checked by ``vocab_map_problems`` (dtype, shape, values)
+FC_NORM_KEYS = tuple(f"fc_norm.{index}.weight" for index in range(3))  # with ``fc_norm`` in the config
 
 
 def checkpoint_shapes(config: DraftConfig, *, include_embed: bool = False) -> dict[str, tuple[int, ...]]:
@@ -56,6 +57,8 @@ def checkpoint_shapes(config: DraftConfig, *, include_embed: bool = False) -> di
         "d2t": (config.draft_vocab_size,),
         "t2d": (config.vocab_size,),
     }
+    if config.fc_norm:
+        shapes.update({key: (config.target_hidden_size,) for key in FC_NORM_KEYS})
     if include_embed:
         shapes[EMBED_KEY] = (config.vocab_size, hidden)
     return shapes
@@ -74,10 +77,12 @@ def _placeholder_config() -> DraftConfig:
 REQUIRED_KEYS = tuple(checkpoint_shapes(_placeholder_config()))
 
 
-def key_problems(keys: list[str]) -> list[str]:
-    """Missing required keys, then unknown keys (with the likely intended name)."""
-    allowed = [*REQUIRED_KEYS, EMBED_KEY]
-    missing = [key for key in REQUIRED_KEYS if key not in keys]
+def key_problems(keys: list[str], config: DraftConfig | None = None) -> list[str]:
+    """Missing required keys, then unknown keys (with the likely intended name); the
+    ``fc_norm`` keys are required with a config that has it, allowed without a config."""
+    required = list(REQUIRED_KEYS) if config is None else list(checkpoint_shapes(config))
+    allowed = [*required, EMBED_KEY, *(FC_NORM_KEYS if config is None else ())]
+    missing = [key for key in required if key not in keys]
     problems = [f"missing tensor '{key}'" for key in missing]
     for key in sorted(set(keys) - set(allowed)):
         suggestion = suggest_key(key, missing) or suggest_key(key, allowed)
@@ -87,7 +92,7 @@ def key_problems(keys: list[str]) -> list[str]:
 
 def tensor_problems(tensors: Mapping[str, torch.Tensor], config: DraftConfig | None) -> list[str]:
     """Every problem of a checkpoint state dict: keys; with a config, shapes, dtypes, values and the vocab map."""
-    problems = key_problems(list(tensors))
+    problems = key_problems(list(tensors), config)
     if config is None:
         return problems
     for key, shape in checkpoint_shapes(config, include_embed=True).items():

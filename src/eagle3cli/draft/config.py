@@ -30,6 +30,9 @@ class DraftConfig:
     aux_layer_ids: tuple[int, int, int]
     rope_scaling: dict[str, Any] | None = None
     hidden_act: str = "silu"
+    # One RMSNorm per captured state before ``fc`` (vLLM's ``fc_norm``; the captured layers'
+    # scales differ by ~25x in small targets). Off: the EAGLE-3 paper's draft.
+    fc_norm: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

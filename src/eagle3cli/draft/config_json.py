@@ -46,7 +46,7 @@ OWNED_KEYS = frozenset(
         "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta", "rope_scaling",
         "rope_parameters", "max_position_embeddings", "num_hidden_layers", "vocab_size",
         "draft_vocab_size", "target_hidden_size", "tie_word_embeddings", VLLM_LAYER_IDS_KEY,
-        EAGLE_CONFIG_KEY,
+        EAGLE_CONFIG_KEY, "fc_norm",
     }
 )
 
@@ -77,6 +77,8 @@ def draft_config_to_json(config: DraftConfig) -> dict[str, Any]:
             "use_aux_hidden_state": True,
         },
     }
+    if config.fc_norm:  # written only when on: the paper's draft stays byte-for-byte what it was
+        data["fc_norm"] = True
     data.update({key: value for key, value in config.extra.items() if key not in OWNED_KEYS})
     return data
 
@@ -205,6 +207,8 @@ def field_problems(data: Mapping[str, Any]) -> list[str]:
         for key in ("num_key_value_heads", "head_dim", "target_hidden_size")
         if data.get(key) is not None and not (is_int(data[key]) and data[key] > 0)
     ]
+    if not isinstance(data.get("fc_norm", False), bool):
+        problems.append(f"config.json: fc_norm must be true or false, got {json.dumps(data.get('fc_norm'))}")
     if not isinstance(data.get("rms_norm_eps"), (int, float)) or isinstance(data.get("rms_norm_eps"), bool):
         problems.append(f"config.json: rms_norm_eps must be a number, got {json.dumps(data.get('rms_norm_eps'))}")
     return problems
@@ -259,5 +263,6 @@ def config_from_fields(data: Mapping[str, Any], layer_ids: tuple[int, ...]) -> D
         draft_vocab_size=data["draft_vocab_size"],
         target_hidden_size=data.get("target_hidden_size") or data["hidden_size"],
         aux_layer_ids=layer_ids,  # type: ignore[arg-type]  # length checked by draft_config_problems
+        fc_norm=data.get("fc_norm", False),
         extra={key: value for key, value in data.items() if key not in OWNED_KEYS},
     )

@@ -6,6 +6,9 @@ residual ``h``, then post-attention norm, SwiGLU MLP and residual; ``norm`` and 
 give logits over the draft vocabulary. From the second draft step on, the layer's own
 output (before ``norm``) replaces ``fc(...)``.
 
+With ``fc_norm`` in the config each captured state is RMS-normalised before ``fc`` (vLLM's
+``fc_norm``, keys ``fc_norm.{0,1,2}.weight``).
+
 Parameter names equal the checkpoint keys (``fc``, ``midlayer.*``, ``norm``, ``lm_head``,
 buffers ``d2t``/``t2d``, optional ``embed_tokens``), so saving needs no renaming table.
 """
@@ -103,6 +106,9 @@ class Eagle3DraftModel(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_tokens.weight.requires_grad_(False)
         self.fc = nn.Linear(3 * config.target_hidden_size, config.hidden_size, bias=False)
+        self.fc_norm = None
+        if config.fc_norm:
+            self.fc_norm = nn.ModuleList(LlamaRMSNorm(config.target_hidden_size, eps=config.rms_norm_eps) for _ in range(3))
         self.midlayer = DraftDecoderLayer(config)
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.draft_vocab_size, bias=False)
@@ -120,7 +126,11 @@ class Eagle3DraftModel(nn.Module):
         return self.embed_tokens(input_ids)
 
     def fuse(self, aux_hidden: torch.Tensor) -> torch.Tensor:
-        """Three concatenated target states ``[B, T, 3 * Ht]`` → ``[B, T, H]``."""
+        """Three concatenated target states ``[B, T, 3 * Ht]`` → ``[B, T, H]`` (each state
+        RMS-normalised first when the config has ``fc_norm``)."""
+        if self.fc_norm is not None:
+            states = aux_hidden.chunk(len(self.fc_norm), dim=-1)
+            aux_hidden = torch.cat([norm(state) for norm, state in zip(self.fc_norm, states)], dim=-1)
         return self.fc(aux_hidden)
 
     def layer(
