@@ -31,7 +31,7 @@ from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.vocab import build_vocab_map
 from eagle3cli.training import attention as ttt_attention
 from eagle3cli.training.draft_setup import build_draft
-from eagle3cli.training.step import TargetBatch, target_rows, unrolled_step
+from eagle3cli.training.step import TargetBatch, TargetHead, target_rows, unrolled_step
 
 PRESETS = {
     # Llama-3.1-8B's shape (the draft copies its target's attention and MLP shape)
@@ -82,7 +82,7 @@ def make_batch(config: DraftConfig, length: int, device: torch.device, dtype: to
 
 
 def training_step(draft, optimizer, lm_head, batch, ttt_length: int, autocast_dtype: torch.dtype | None) -> None:
-    rows = target_rows(batch.last_hidden, batch.loss_mask, lm_head, draft.t2d)
+    rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(lm_head, draft.t2d))
     device_type = batch.input_ids.device.type
     with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         output = unrolled_step(draft, batch, rows, ttt_length=ttt_length, loss_decay=0.8)
@@ -99,7 +99,7 @@ def saved_for_backward_bytes(draft, lm_head, batch, ttt_length: int, autocast_dt
         saved[(tensor.data_ptr(), tuple(tensor.shape))] = tensor.numel() * tensor.element_size()
         return tensor
 
-    rows = target_rows(batch.last_hidden, batch.loss_mask, lm_head, draft.t2d)
+    rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(lm_head, draft.t2d))
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         with torch.autocast(batch.input_ids.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             unrolled_step(draft, batch, rows, ttt_length=ttt_length, loss_decay=0.8)

@@ -17,7 +17,7 @@ from eagle3cli.training.draft_setup import build_draft
 from eagle3cli.training.offline import prepare_offline, train_offline
 from eagle3cli.training.online import prepare_online
 from eagle3cli.training.reporting import read_metrics
-from eagle3cli.training.step import target_rows, unrolled_step
+from eagle3cli.training.step import TargetHead, target_rows, unrolled_step
 from eagle3cli.training.trainer import RunContext
 
 single_thread = pytest.fixture(autouse=True, scope="module")(single_thread_torch)
@@ -67,7 +67,7 @@ def test_online_and_offline_give_the_same_loss_on_the_same_batch(dumped) -> None
     for inputs in (online, offline):
         draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=0, init_draft=None)
         batch = inputs.train.batch([3, 11, 20], torch.device("cpu"))
-        rows = target_rows(batch.last_hidden, batch.loss_mask, inputs.lm_head, draft.t2d)
+        rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(inputs.lm_head, draft.t2d))
         outputs.append(unrolled_step(draft, batch, rows, ttt_length=3, loss_decay=0.8))
     torch.testing.assert_close(outputs[0].loss, outputs[1].loss, rtol=1e-5, atol=1e-6)
     assert torch.equal(outputs[0].metric_sums[1:], outputs[1].metric_sums[1:])  # counts agree exactly
@@ -89,6 +89,53 @@ def test_cli_offline_runs_from_flags(dumped, tmp_path: Path) -> None:
     ])
     assert result.exit_code == 0, result.output
     assert "best draft" in result.output and (tmp_path / "out" / "final" / "model.safetensors").is_file()
+
+
+def test_num_samples_trains_on_a_prefix_of_the_dump(dumped, tmp_path: Path) -> None:
+    config = offline_config(dumped, tmp_path / "run", num_samples=8, num_epochs=2, eval_steps=None)
+    inputs = prepare_offline(config, CPU)
+    whole = prepare_offline(offline_config(dumped, tmp_path / "unused"), CPU)
+    assert (inputs.train.num_samples, whole.train.num_samples) == (8, 24)
+    assert inputs.train_data_sha256 != whole.train_data_sha256  # a resume must see the same prefix
+    assert train_offline(config).global_step == 2 * 8 // 4
+    changed = offline_config(dumped, tmp_path / "run", num_samples=12, num_epochs=2, eval_steps=None)
+    with pytest.raises(Eagle3Error, match="num_samples: 8 -> 12"):
+        train_offline(changed)
+
+
+def test_init_head_from_target_starts_from_the_target_rows_and_final_norm(dumped, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from eagle3cli.target_weights import read_final_norm, read_lm_head
+
+    train_offline(offline_config(dumped, tmp_path / "run", init_head_from_target=True, max_steps=1, learning_rate=1e-9))
+    draft = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    torch.testing.assert_close(draft["lm_head.weight"], read_lm_head(dumped["target"])[draft["t2d"]], rtol=0, atol=1e-6)
+    torch.testing.assert_close(draft["norm.weight"], read_final_norm(dumped["target"]), rtol=0, atol=1e-6)
+    assert not torch.equal(read_final_norm(dumped["target"]), torch.ones_like(draft["norm.weight"]))  # not the default init
+
+
+def test_fc_norm_flag_trains_and_saves_a_draft_with_the_norms(dumped, tmp_path: Path) -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    train_offline(offline_config(dumped, tmp_path / "run", fc_norm=True, max_steps=2))
+    assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["fc_norm"] is True
+    weights = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    assert all(not torch.equal(weights[f"fc_norm.{index}.weight"], torch.ones_like(weights[f"fc_norm.{index}.weight"]))
+               for index in range(3))  # trained from their start at one
+
+
+def test_init_head_from_target_needs_equal_hidden_sizes() -> None:
+    from builders.training import tiny_draft
+
+    from eagle3cli.training.draft_setup import init_head
+
+    draft = tiny_draft()
+    assert draft.config.hidden_size != draft.config.target_hidden_size
+    with pytest.raises(Eagle3Error, match="needs the draft's hidden size"):
+        init_head(draft, torch.zeros(draft.config.vocab_size, draft.config.target_hidden_size), torch.ones(draft.config.target_hidden_size))
 
 
 def test_dump_of_another_target_is_refused(dumped, llama_target_dir: Path, tmp_path: Path) -> None:

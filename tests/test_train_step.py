@@ -9,7 +9,7 @@ from builders.training import TARGET_HIDDEN, VOCAB_SIZE, pad_batch, random_sampl
 from eagle3cli.draft.attention import causal_attention
 from eagle3cli.training.attention import attention_with_extra_keys
 from eagle3cli.training.metrics import MetricRow, summarize
-from eagle3cli.training.step import shift_left, target_rows, unroll, unrolled_step
+from eagle3cli.training.step import TargetHead, at_least_fp32, layer_rms, shift_left, step_masks, target_rows, unroll, unrolled_step
 
 TTT_LENGTH = 4
 
@@ -87,9 +87,30 @@ def test_unrolled_steps_equal_decode_style_recomputation_and_gradients() -> None
         torch.testing.assert_close(grad, reference_grad, rtol=1e-6, atol=1e-6)
 
 
+def head_for(draft, dtype: torch.dtype = torch.float32, screen_dtype: torch.dtype | None = None) -> TargetHead:
+    return TargetHead.split(lm_head(dtype=dtype), draft.t2d, screen_dtype)
+
+
 def step_on(draft, batch, **kwargs):
-    rows = target_rows(batch.last_hidden, batch.loss_mask, lm_head(dtype=batch.last_hidden.dtype), draft.t2d)
+    rows = target_rows(batch.last_hidden, batch.loss_mask, head_for(draft, batch.last_hidden.dtype))
     return unrolled_step(draft, batch, rows, ttt_length=TTT_LENGTH, loss_decay=0.8, **kwargs)
+
+
+def dense_step(draft, batch, head: torch.Tensor, loss_decay: float = 0.8) -> tuple[torch.Tensor, list[list[int]]]:
+    """Reference: every position through the head, full-vocabulary target logits, masked after."""
+    logits = batch.last_hidden @ head.T  # [B, T, V]
+    trained = batch.loss_mask & draft.t2d[logits.argmax(-1)]
+    probs = logits[..., draft.t2d].softmax(-1)
+    masks = step_masks(trained, TTT_LENGTH)
+    loss, counts = torch.zeros((), dtype=logits.dtype), []
+    for step, hidden in enumerate(unroll(draft, batch.input_ids, batch.aux_hidden, TTT_LENGTH)):
+        valid = batch.input_ids.shape[1] - 1 - step
+        log_probs = at_least_fp32(draft.logits(hidden[:, :valid])).log_softmax(-1)
+        mask = masks[step][:, :valid]
+        loss = loss + loss_decay**step * ((-(probs[:, step + 1 :] * log_probs).sum(-1)) * mask).sum() / mask.sum().clamp(min=1)
+        correct = (log_probs.argmax(-1) == probs[:, step + 1 :].argmax(-1)) & mask
+        counts.append([int(mask.sum()), int(correct.sum())])
+    return loss, counts
 
 
 def test_loss_and_metrics_exclude_padding() -> None:
@@ -107,14 +128,52 @@ def test_loss_and_metrics_exclude_padding() -> None:
 def test_mask_covers_loss_mask_and_draft_vocab_only() -> None:
     draft = tiny_draft()
     batch = random_sample(12, seed=4)
-    rows = target_rows(batch.last_hidden, batch.loss_mask, lm_head(), draft.t2d)
+    rows = target_rows(batch.last_hidden, batch.loss_mask, head_for(draft))
     full_argmax = (batch.last_hidden @ lm_head().T).argmax(-1)
     assert torch.equal(rows.trained, batch.loss_mask & draft.t2d[full_argmax])
+    assert 0 < int(rows.trained.sum()) < int(batch.loss_mask.sum())  # both cases occur
     sums = unrolled_step(draft, batch, rows, ttt_length=TTT_LENGTH, loss_decay=0.8).metric_sums
     expected = [int(rows.trained[0, step + 1 :].sum()) for step in range(TTT_LENGTH)]
     assert sums[MetricRow.NUM_TRAINED].tolist() == expected
-    # probabilities are over the draft vocabulary and sum to one
-    torch.testing.assert_close(rows.probs.sum(-1), torch.ones(1, 12))
+    # one row per loss-mask position, probabilities over the draft vocabulary summing to one
+    torch.testing.assert_close(rows.probs.sum(-1), torch.ones(int(batch.loss_mask.sum())))
+
+
+def test_compacted_step_equals_every_position_through_the_head() -> None:
+    draft = tiny_draft(dtype=torch.float64)
+    batch = pad_batch([random_sample(11, seed=8, dtype=torch.float64), random_sample(16, seed=9, dtype=torch.float64)], 16)
+    head = lm_head(dtype=torch.float64)
+    output = unrolled_step(draft, batch, target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(head, draft.t2d)),
+                           ttt_length=TTT_LENGTH, loss_decay=0.8)
+    loss, counts = dense_step(draft, batch, head)
+    torch.testing.assert_close(output.loss, loss, rtol=1e-12, atol=0)
+    assert output.metric_sums[[MetricRow.NUM_TRAINED, MetricRow.NUM_CORRECT]].T.tolist() == counts
+
+
+def test_target_argmax_ties_go_to_the_lower_id_as_argmax_does() -> None:
+    draft = tiny_draft()
+    batch = random_sample(12, seed=10)
+    generator = torch.Generator().manual_seed(12)
+    # small integers: every dot product is exact, whatever order a matmul sums in
+    batch.last_hidden = torch.randint(1, 3, batch.last_hidden.shape, generator=generator).float()
+    draft_ids, other_ids = draft.t2d.nonzero().flatten(), (~draft.t2d).nonzero().flatten()
+    assert other_ids[0] < draft_ids[-1]  # the map keeps the last id: a tie can go either way
+    for low, high, trained in ((draft_ids[0], other_ids[0], True), (other_ids[0], draft_ids[-1], False)):
+        tied = torch.randint(-2, 3, (VOCAB_SIZE, TARGET_HIDDEN), generator=generator).float()
+        tied[low] = tied[high] = 5  # the same, largest logit on every row
+        full_argmax = (batch.last_hidden @ tied.T).argmax(-1)
+        assert torch.equal(full_argmax, torch.full_like(full_argmax, int(low)))
+        rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(tied, draft.t2d))
+        assert torch.equal(rows.trained, batch.loss_mask & trained)
+
+
+def test_bf16_screening_keeps_the_probabilities_exact() -> None:
+    draft = tiny_draft()
+    batch = random_sample(40, seed=11)
+    exact = target_rows(batch.last_hidden, batch.loss_mask, head_for(draft))
+    screened = target_rows(batch.last_hidden, batch.loss_mask, head_for(draft, screen_dtype=torch.bfloat16))
+    assert torch.equal(screened.probs, exact.probs)  # the loss's rows never leave float32
+    assert (screened.trained == exact.trained).float().mean() > 0.9  # only near-ties may differ
 
 
 def test_summary_metrics_from_sums() -> None:
@@ -154,3 +213,23 @@ def test_hidden_noise_changes_the_loss_only_when_asked() -> None:
     clean = step_on(draft, batch).loss
     assert torch.equal(step_on(draft, batch, hidden_noise_std=0.0).loss, clean)
     assert not torch.equal(step_on(draft, batch, hidden_noise_std=0.5).loss, clean)
+
+
+def test_layer_rms_noise_scales_with_each_capture_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    draft = tiny_draft()
+    sample = random_sample(10, seed=13)
+    scales = torch.tensor([1.0, 25.0, 4.0]).repeat_interleave(TARGET_HIDDEN)
+    sample.aux_hidden = sample.aux_hidden * scales
+    batch = pad_batch([sample], 16)
+    batch.aux_hidden[:, 10:] = 1000.0  # padding never enters the RMS
+    expected = sample.aux_hidden[0].unflatten(-1, (3, -1)).pow(2).mean(dim=(0, 2)).sqrt()
+    torch.testing.assert_close(layer_rms(batch.aux_hidden, batch.attention_mask), expected.repeat_interleave(TARGET_HIDDEN))
+    fused_inputs = []
+    fuse = draft.fuse
+    monkeypatch.setattr(draft, "fuse", lambda aux: fused_inputs.append(aux) or fuse(aux))
+    monkeypatch.setattr(torch, "randn_like", torch.ones_like)  # the noise becomes its std
+    step_on(draft, batch, hidden_noise_std=0.1, hidden_noise_scale="layer-rms")
+    step_on(draft, batch, hidden_noise_std=0.1)
+    torch.testing.assert_close(fused_inputs[0] - batch.aux_hidden, (0.1 * layer_rms(batch.aux_hidden, batch.attention_mask)).expand_as(batch.aux_hidden),
+                               rtol=0, atol=1e-4)  # x + d - x, with x up to 1000
+    torch.testing.assert_close(fused_inputs[1] - batch.aux_hidden, torch.full_like(batch.aux_hidden, 0.1), rtol=0, atol=1e-4)

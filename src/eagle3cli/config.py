@@ -203,6 +203,9 @@ LrScheduler = Literal["constant", "cosine", "linear"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
 
 
+HiddenNoiseScale = Literal["absolute", "layer-rms"]
+
+
 class TrainHyperParameters(StageConfig):
     """Hyper-parameters shared by ``eagle3 train online`` and ``eagle3 train offline``."""
 
@@ -226,9 +229,12 @@ class TrainHyperParameters(StageConfig):
     report_to: ReportTo = Field("none", description="Metrics tracker: none, tensorboard (event files under OUTPUT/runs) or wandb.")
     run_name: str | None = Field(None, description="Run name for the tracker; default: the output folder's name.")
     hidden_noise_std: float = Field(0.0, ge=0, description="Std of Gaussian noise added to the target hidden states while training.")
+    hidden_noise_scale: HiddenNoiseScale = Field("absolute", description="absolute: --hidden-noise-std as is; layer-rms: a fraction of each capture layer's RMS over the batch (capture layers can differ ~25x in scale).")
     fsdp: bool = Field(False, description="Shard the draft with FSDP instead of DDP replicas.")
     resume: bool = Field(True, description="Continue from the latest checkpoint in output_dir when there is one.")
     init_draft: str | None = Field(None, description="Draft checkpoint to fine-tune from (its vocabulary map is reused).")
+    fc_norm: bool = Field(False, description="RMS-normalise each captured target state before fc (vLLM's fc_norm; written to config.json).")
+    init_head_from_target: bool = Field(False, description="Start the draft's lm_head from the target's rows of the draft tokens and its norm from the target's final norm (needs equal hidden sizes).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (default: num_epochs over the data).")
 
 
@@ -261,6 +267,7 @@ class OfflineTrainConfig(TrainHyperParameters):
     draft_config: str | None = Field(None, description="Draft config file; default: the dump's draft_config.json (its capture layers must match the dump).")
     chat_template: ChatTemplateName | None = Field(None, description="Checked against the dump's chat template when given.")
     max_length: int | None = Field(None, gt=0, description="Crop samples to this many tokens (default: as dumped).")
+    num_samples: int | None = Field(None, gt=0, description="Train on only the first N samples of the training dump (the eval dump is used whole).")
     lm_head_key: str | None = Field(None, description="Safetensors key of the target's lm_head (default: lm_head.weight, or the embedding when tied).")
     embed_key: str = Field("model.embed_tokens.weight", description="Safetensors key of the target's input embedding.")
     verify_shards: bool | None = Field(None, description="Check every shard's sha256 before training (a corrupt shard is named, not trained on); default: on when hashing costs under 10% of an epoch.")

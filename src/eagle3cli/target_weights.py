@@ -93,6 +93,13 @@ def read_embed_tokens(model: str | Path, embed_key: str = DEFAULT_EMBED_KEY) -> 
     return read_target_tensor(model, embed_key, option="--embed-key")
 
 
+def read_final_norm(model: str | Path, embed_key: str = DEFAULT_EMBED_KEY) -> torch.Tensor:
+    """The target's final norm weight ``[hidden]``: ``norm.weight`` beside the embedding
+    (``model.embed_tokens.weight`` → ``model.norm.weight``)."""
+    prefix = embed_key.removesuffix("embed_tokens.weight") if embed_key.endswith("embed_tokens.weight") else "model."
+    return read_target_tensor(model, prefix + "norm.weight")
+
+
 def read_lm_head(
     model: str | Path, lm_head_key: str | None = None, *, embed_key: str = DEFAULT_EMBED_KEY
 ) -> torch.Tensor:

@@ -31,7 +31,7 @@ train_app = typer.Typer(help="Train an EAGLE-3 draft: online (target in the loop
 
 OPTIMIZATION = ("num_epochs", "max_steps", "learning_rate", "warmup_ratio", "lr_scheduler", "per_device_batch_size",
                 "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "precision", "seed", "fsdp")
-DRAFT = ("draft_config", "draft_vocab_size", "init_draft", "ttt_length", "loss_decay", "hidden_noise_std")
+DRAFT = ("draft_config", "draft_vocab_size", "init_draft", "init_head_from_target", "fc_norm", "ttt_length", "loss_decay", "hidden_noise_std", "hidden_noise_scale")
 RUN = ("output_dir", "resume", "log_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "run_name")
 ONLINE_PANELS = {
     "Target and data": ("target_model", "train_data", "eval_data", "format", "num_samples", "on_bad_record",
@@ -39,8 +39,8 @@ ONLINE_PANELS = {
     "Draft": DRAFT, "Optimization": OPTIMIZATION, "Run and outputs": RUN,
 }
 OFFLINE_PANELS = {
-    "Target and data": ("target_model", "train_hidden", "eval_hidden", "train_data", "chat_template", "max_length",
-                        "lm_head_key", "embed_key", "verify_shards"),
+    "Target and data": ("target_model", "train_hidden", "eval_hidden", "num_samples", "train_data", "chat_template",
+                        "max_length", "lm_head_key", "embed_key", "verify_shards"),
     "Draft": DRAFT, "Optimization": OPTIMIZATION, "Run and outputs": RUN,
 }
 assert set(TrainHyperParameters.model_fields) <= set(OPTIMIZATION + DRAFT + RUN), "a hyper-parameter without a help panel"

@@ -37,17 +37,39 @@ class FrozenEmbedding(nn.Module):
 
 
 def build_draft(
-    config: DraftConfig, vocab_map: VocabMap, embed_tokens: torch.Tensor, *, seed: int, init_draft: str | None
+    config: DraftConfig, vocab_map: VocabMap, embed_tokens: torch.Tensor, *, seed: int, init_draft: str | None,
+    target_head: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> Eagle3DraftModel:
-    """A freshly initialised (seeded) or ``init_draft``-loaded draft with the map and embedding installed."""
+    """A freshly initialised (seeded) or ``init_draft``-loaded draft with the map and embedding installed.
+
+    ``target_head = (lm_head [V, Ht], final norm [Ht])``: the draft's ``lm_head`` starts as the
+    target's rows of the draft tokens and its ``norm`` as the target's final norm, so a draft
+    hidden state equal to the target's final one starts with the target's draft-vocabulary logits.
+    """
     check_embedding(embed_tokens, config)
     torch.manual_seed(seed)
     draft = Eagle3DraftModel(config)
     if init_draft is not None:
         draft.load_state_dict(init_weights(Path(init_draft), config), strict=False)
     draft.set_vocab_map(vocab_map.d2t, vocab_map.t2d)
+    if target_head is not None:
+        init_head(draft, *target_head)
     draft.embed_tokens = FrozenEmbedding(embed_tokens)
     return draft
+
+
+def init_head(draft: Eagle3DraftModel, lm_head: torch.Tensor, final_norm: torch.Tensor | None) -> None:
+    """``--init-head-from-target``: copy the target's head rows (by ``t2d``) and final norm."""
+    config = draft.config
+    if config.hidden_size != config.target_hidden_size or final_norm is None:
+        raise Eagle3Error(
+            f"--init-head-from-target needs the draft's hidden size ({config.hidden_size}) to equal the target's "
+            f"({config.target_hidden_size}) and the target's final norm",
+            hint="leave --init-head-from-target out for this draft config",
+        )
+    with torch.no_grad():
+        draft.lm_head.weight.copy_(lm_head[draft.t2d.to(lm_head.device)].to(draft.lm_head.weight))
+        draft.norm.weight.copy_(final_norm.to(draft.norm.weight))
 
 
 def check_embedding(embed_tokens: torch.Tensor, config: DraftConfig) -> None:
@@ -64,13 +86,14 @@ def init_weights(directory: Path, config: DraftConfig) -> dict[str, torch.Tensor
     from eagle3cli.draft.checkpoint import load_checkpoint
 
     source = load_checkpoint(directory)
-    if (source.config.aux_layer_ids, source.config.hidden_size, source.config.vocab_size) != (
-        config.aux_layer_ids, config.hidden_size, config.vocab_size,
+    if (source.config.aux_layer_ids, source.config.hidden_size, source.config.vocab_size, source.config.fc_norm) != (
+        config.aux_layer_ids, config.hidden_size, config.vocab_size, config.fc_norm,
     ) or source.config.draft_vocab_size != config.draft_vocab_size:
         raise Eagle3Error(
             f"--init-draft {directory} does not fit this run's draft config "
             f"(capture layers {list(source.config.aux_layer_ids)} vs {list(config.aux_layer_ids)}, "
-            f"draft vocab {source.config.draft_vocab_size} vs {config.draft_vocab_size})",
+            f"draft vocab {source.config.draft_vocab_size} vs {config.draft_vocab_size}, "
+            f"fc_norm {source.config.fc_norm} vs {config.fc_norm})",
             hint="fine-tune with the draft config of that checkpoint (--draft-config DIR/config.json)",
         )
     return {key: value for key, value in source.state_dict().items() if not key.startswith("embed_tokens")}

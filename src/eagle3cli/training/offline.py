@@ -40,15 +40,17 @@ MAX_VERIFY_FRACTION = 0.1
 
 
 class DumpSource:
-    """Samples of a hidden-state dump, read on demand (memory-mapped), optionally cropped."""
+    """Samples of a hidden-state dump (the first ``num_samples`` of them when given), read on
+    demand (memory-mapped), optionally cropped."""
 
-    def __init__(self, dump: HiddenStateDump, max_length: int | None) -> None:
+    def __init__(self, dump: HiddenStateDump, max_length: int | None, num_samples: int | None = None) -> None:
         self.dump = dump
         self.max_length = max_length
+        self.limit = len(dump) if num_samples is None else min(num_samples, len(dump))
 
     @property
     def num_samples(self) -> int:
-        return len(self.dump)
+        return self.limit
 
     def batch(self, indices: list[int], device: torch.device) -> TargetBatch:
         samples = [self.dump.read_sample(index) for index in indices]
@@ -167,7 +169,7 @@ def open_checked_dumps(
 
 
 def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> TrainingInputs:
-    from eagle3cli.target_weights import read_embed_tokens, read_lm_head
+    from eagle3cli.target_weights import read_embed_tokens, read_final_norm, read_lm_head
 
     train_dump, eval_dump, draft_config, target_dir = open_checked_dumps(config)
     dtype = torch.bfloat16 if context.mixed_precision else torch.float32
@@ -177,11 +179,20 @@ def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> Training
         draft_config=draft_config,
         embed_tokens=embed_tokens,
         lm_head=lm_head,
-        train=DumpSource(train_dump, config.max_length),
+        train=DumpSource(train_dump, config.max_length, config.num_samples),
         eval=None if eval_dump is None else DumpSource(eval_dump, config.max_length),
         count_vocab_map=lambda: dump_vocab_map(train_dump, draft_config),
-        train_data_sha256=hashlib.sha256("\n".join(record.sha256 for record in train_dump.shards).encode()).hexdigest(),
+        train_data_sha256=dump_data_sha256(train_dump, config.num_samples),
+        final_norm=read_final_norm(target_dir, config.embed_key) if config.init_head_from_target else None,
     )
+
+
+def dump_data_sha256(dump: HiddenStateDump, num_samples: int | None) -> str:
+    """Identifies the samples trained on: the shards' sha256s, and the prefix length when cut."""
+    text = "\n".join(record.sha256 for record in dump.shards)
+    if num_samples is not None and num_samples < len(dump):
+        text += f"\nfirst {num_samples}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def train_offline(config: OfflineTrainConfig, *, on_step: Any = None) -> TrainSummary:

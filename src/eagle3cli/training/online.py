@@ -117,6 +117,7 @@ def resolve_online_draft_config(config: OnlineTrainConfig) -> tuple[DraftConfig,
 
 def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingInputs:
     """Draft config, tokenised data, the target on the run's device, its lm_head and embedding."""
+    from eagle3cli.capture import base_model
     from eagle3cli.chat_template import validate_template
     from eagle3cli.dump.compute import load_target
     from eagle3cli.hub import load_tokenizer, resolve_model_dir
@@ -145,6 +146,7 @@ def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingIn
         eval=None if eval_samples is None else OnlineSource(eval_samples, target, aux_layer_ids),
         count_vocab_map=count_vocab_map,
         train_data_sha256=samples_sha256(train_samples),
+        final_norm=base_model(target).norm.weight.detach() if config.init_head_from_target else None,
     )
 
 

@@ -43,12 +43,39 @@ class TargetBatch:
 
 
 @dataclass
-class TargetRows:
-    """Per target row: the softmax over the draft vocabulary, its argmax, and whether trained."""
+class TargetHead:
+    """The target's ``lm_head`` split by the draft vocabulary, once per run.
 
-    probs: torch.Tensor  # [B, T, draft_vocab] float32
-    argmax: torch.Tensor  # [B, T] int64 (draft ids)
+    Only the draft rows' logits feed the loss (softmax over the draft vocabulary); the other
+    rows only decide whether the full-vocabulary argmax is a draft token. Those ``V - draft``
+    rows may be kept in a lower ``screen_dtype`` (bf16 mixed precision: the bf16 matmul is
+    ~3x the float32 one on an AVX512-BF16 CPU); in the head's own dtype the split decides as
+    the full-vocabulary argmax does (up to the last bit of rounding, which depends on how a
+    matmul is blocked).
+    """
+
+    draft_rows: torch.Tensor  # [draft_vocab, Ht] the draft tokens' rows, ascending target id
+    draft_ids: torch.Tensor  # [draft_vocab] their target ids
+    other_rows: torch.Tensor  # [V - draft_vocab, Ht] every other row, in the screening dtype
+    other_ids: torch.Tensor  # [V - draft_vocab] their target ids, ascending
+
+    @classmethod
+    def split(cls, lm_head: torch.Tensor, t2d: torch.Tensor, screen_dtype: torch.dtype | None = None) -> "TargetHead":
+        draft_ids = t2d.nonzero().squeeze(-1)
+        other_ids = (~t2d).nonzero().squeeze(-1)
+        other_rows = lm_head[other_ids].to(screen_dtype or lm_head.dtype)
+        return cls(lm_head[draft_ids], draft_ids, other_rows, other_ids)
+
+
+@dataclass
+class TargetRows:
+    """The target's view of the rows under the loss mask, compacted: the softmax over the draft
+    vocabulary and its argmax for the ``M`` loss-mask rows, and where each row went."""
+
+    probs: torch.Tensor  # [M, draft_vocab] float32
+    argmax: torch.Tensor  # [M] int64 (draft ids)
     trained: torch.Tensor  # [B, T] bool: loss mask and target argmax in the draft vocab
+    row_index: torch.Tensor  # [B, T] int64: row of probs/argmax for a loss-mask position
 
 
 def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
@@ -56,23 +83,40 @@ def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
-@torch.no_grad()
-def target_rows(
-    last_hidden: torch.Tensor, loss_mask: torch.Tensor, lm_head: torch.Tensor, t2d: torch.Tensor
-) -> TargetRows:
-    """Target distribution of each row from ``last_hidden [B, T, Ht]`` and ``lm_head [V, Ht]``.
+def first_max(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the largest logit and the target id of its first occurrence."""
+    values, index = logits.max(-1)
+    return values, ids[index]
 
-    Full-vocabulary logits are needed only for the argmax check and are built
-    ``TARGET_LOGIT_CHUNK`` rows at a time, so memory stays ``O(T · draft_vocab)``.
+
+@torch.no_grad()
+def target_rows(last_hidden: torch.Tensor, loss_mask: torch.Tensor, head: TargetHead) -> TargetRows:
+    """Target distribution of the loss-mask rows of ``last_hidden [B, T, Ht]``.
+
+    Rows outside the loss mask are never trained, so they are not computed. The full
+    argmax is in the draft vocabulary when the draft rows' maximum beats the other rows'
+    (ties go to the lower target id, as ``argmax`` does). Logits are built
+    ``TARGET_LOGIT_CHUNK`` rows at a time, so memory stays ``O(chunk · V)``.
     """
-    draft_ids = t2d.nonzero().squeeze(-1)  # [draft_vocab] target ids, ascending
+    mask = loss_mask.bool()
+    hidden = last_hidden[mask]  # [M, Ht]
     probs, in_draft = [], []
-    for hidden in last_hidden.split(TARGET_LOGIT_CHUNK, dim=1):
-        logits = at_least_fp32(hidden.to(lm_head.dtype) @ lm_head.T)  # [B, chunk, V]
-        in_draft.append(t2d[logits.argmax(-1)])
-        probs.append(logits[..., draft_ids].softmax(-1))
-    probs_all = torch.cat(probs, dim=1)
-    return TargetRows(probs_all, probs_all.argmax(-1), torch.cat(in_draft, dim=1) & loss_mask.bool())
+    for chunk in hidden.split(TARGET_LOGIT_CHUNK):
+        logits = at_least_fp32(chunk.to(head.draft_rows.dtype) @ head.draft_rows.T)  # [chunk, draft_vocab]
+        draft_max, draft_id = first_max(logits, head.draft_ids)
+        if head.other_ids.numel():
+            other_max, other_id = first_max(chunk.to(head.other_rows.dtype) @ head.other_rows.T, head.other_ids)
+            other_max = other_max.to(draft_max.dtype)
+            in_draft.append((draft_max > other_max) | ((draft_max == other_max) & (draft_id < other_id)))
+        else:
+            in_draft.append(torch.ones_like(draft_max, dtype=torch.bool))
+        probs.append(logits.softmax(-1))
+    probs_all = torch.cat(probs) if probs else hidden.new_zeros(0, head.draft_ids.numel(), dtype=torch.float32)
+    trained = torch.zeros_like(mask)
+    if in_draft:
+        trained[mask] = torch.cat(in_draft)
+    row_index = (mask.flatten().cumsum(0) - 1).view_as(mask)
+    return TargetRows(probs_all, probs_all.argmax(-1), trained, row_index)
 
 
 def shift_left(tensor: torch.Tensor, shift: int, fill: float | int | bool = 0) -> torch.Tensor:
@@ -108,6 +152,13 @@ def unroll(
         yield hidden
 
 
+def layer_rms(aux_hidden: torch.Tensor, attention_mask: torch.Tensor, num_layers: int = 3) -> torch.Tensor:
+    """``[3 * Ht]``: each capture layer's RMS over the batch's real tokens, repeated over its channels."""
+    real = aux_hidden[attention_mask.bool()].float()  # [N, 3 * Ht]
+    per_layer = real.unflatten(-1, (num_layers, -1)).pow(2).mean(dim=(0, 2)).sqrt()  # [3]
+    return per_layer.repeat_interleave(aux_hidden.shape[-1] // num_layers).to(aux_hidden.dtype)
+
+
 @dataclass
 class StepOutput:
     loss: torch.Tensor  # scalar, Σ decay^i loss_i (differentiable)
@@ -123,6 +174,7 @@ def unrolled_step(
     loss_decay: float,
     normalizers: torch.Tensor | None = None,
     hidden_noise_std: float = 0.0,
+    hidden_noise_scale: str = "absolute",
 ) -> StepOutput:
     """Unroll ``ttt_length`` draft steps over the whole batch; return the loss and metric sums.
 
@@ -134,21 +186,25 @@ def unrolled_step(
         normalizers = masks.sum(dim=(1, 2)).float()
     aux_hidden = batch.aux_hidden
     if hidden_noise_std > 0:
-        aux_hidden = aux_hidden + torch.randn_like(aux_hidden) * hidden_noise_std
+        std = hidden_noise_std
+        if hidden_noise_scale == "layer-rms":
+            std = std * layer_rms(aux_hidden, batch.attention_mask)
+        aux_hidden = aux_hidden + torch.randn_like(aux_hidden) * std
     sums = torch.zeros(NUM_METRIC_ROWS, ttt_length, dtype=torch.float64, device=aux_hidden.device)
     chain_correct = torch.ones_like(rows.trained)  # [B, T] every earlier step right so far
     loss = torch.zeros((), dtype=rows.probs.dtype, device=aux_hidden.device)
     for step, hidden in enumerate(unroll(draft, batch.input_ids, aux_hidden, ttt_length)):
-        # 3. positions t < T-1-i have a target row t+1+i; slicing (not shifting) keeps the
-        #    [B, T, draft_vocab] target probabilities shared between steps instead of copied
+        # 3. positions t < T-1-i have a target row t+1+i; only trained positions reach the
+        #    head (the others add nothing to the loss or the metrics)
         valid = max(batch.input_ids.shape[1] - 1 - step, 0)
-        log_probs = at_least_fp32(draft.logits(hidden[:, :valid])).log_softmax(-1)  # [B, T-1-i, draft_vocab]
-        mask = masks[step][:, :valid]
-        cross_entropy = -(rows.probs[:, step + 1 :] * log_probs).sum(-1)  # soft CE against row t+1+i
-        step_loss_sum = (cross_entropy * mask).sum()
+        mask = masks[step][:, :valid]  # [B, T-1-i]
+        target = rows.row_index[:, step + 1 :][mask]  # [N] rows of the target's probs
+        log_probs = at_least_fp32(draft.logits(hidden[:, :valid][mask])).log_softmax(-1)  # [N, draft_vocab]
+        step_loss_sum = -(rows.probs[target] * log_probs).sum()  # soft CE against row t+1+i
         loss = loss + loss_decay**step * step_loss_sum / normalizers[step].clamp(min=1)
         # 4. metrics: accuracy, and accuracy given all earlier steps right (chain)
-        correct = (log_probs.argmax(-1) == rows.argmax[:, step + 1 :]) & mask
+        correct = mask.clone()
+        correct[mask] = log_probs.argmax(-1) == rows.argmax[target]
         chain_eligible = chain_correct[:, :valid] & mask
         chain_correct = chain_eligible & correct
         sums[MetricRow.LOSS_SUM, step] = step_loss_sum.detach()

@@ -14,6 +14,7 @@ vocabulary map is counted. Everything else is here:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -41,7 +42,7 @@ from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_ba
 from eagle3cli.training.draft_setup import build_draft, init_vocab_map, shared_vocab_map
 from eagle3cli.training.metrics import NUM_METRIC_ROWS, summarize
 from eagle3cli.training.reporting import Reporter, drop_metrics_after
-from eagle3cli.training.step import TargetBatch, TargetRows, num_trained_positions, target_rows, unrolled_step
+from eagle3cli.training.step import TargetBatch, TargetHead, TargetRows, num_trained_positions, target_rows, unrolled_step
 
 logger = logging.getLogger("eagle3cli.training")
 
@@ -85,6 +86,7 @@ class TrainingInputs:
     eval: BatchSource | None
     count_vocab_map: Callable[[], VocabMap]  # called on process 0 when no map exists yet
     train_data_sha256: str  # identifies the training samples: a resume must train on the same
+    final_norm: torch.Tensor | None = None  # [hidden], the target's, when the draft head starts from the target's
 
 
 @dataclass
@@ -109,6 +111,7 @@ class DraftTrainingModule(nn.Module):
         self.ttt_length = config.ttt_length
         self.loss_decay = config.loss_decay
         self.hidden_noise_std = config.hidden_noise_std
+        self.hidden_noise_scale = config.hidden_noise_scale
 
     def forward(
         self, batch: TargetBatch, rows: TargetRows, normalizers: torch.Tensor | None
@@ -116,6 +119,7 @@ class DraftTrainingModule(nn.Module):
         output = unrolled_step(
             self.draft, batch, rows, ttt_length=self.ttt_length, loss_decay=self.loss_decay,
             normalizers=normalizers, hidden_noise_std=self.hidden_noise_std if self.training else 0.0,
+            hidden_noise_scale=self.hidden_noise_scale,
         )
         return output.loss, output.metric_sums
 
@@ -132,7 +136,7 @@ class Run:
     scheduler: Any
     inputs: TrainingInputs
     draft_config: DraftConfig
-    t2d: torch.Tensor
+    target_head: TargetHead
     state: checkpoints.TrainerState
     total_steps: int
     micro_batches_per_epoch: int
@@ -182,6 +186,8 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     check_resumed_settings(config, output_dir)
     context = RunContext(accelerator.device, accelerator.is_main_process, accelerator.wait_for_everyone, config.precision == "bf16")
     inputs = prepare_inputs(context)
+    if config.fc_norm:  # the flag turns it on; a --draft-config that has it keeps it
+        inputs.draft_config = dataclasses.replace(inputs.draft_config, fc_norm=True)
     run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
     check_resumed_data(config, output_dir, run_record)
     if accelerator.is_main_process:
@@ -189,7 +195,9 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
         atomic_write_json(output_dir / RUN_RECORD_FILE, run_record)
     accelerator.wait_for_everyone()
     vocab_map = run_vocab_map(config, output_dir, inputs, accelerator)
-    draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init_draft=config.init_draft)
+    head = (inputs.lm_head, inputs.final_norm) if config.init_head_from_target else None
+    draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init_draft=config.init_draft,
+                        target_head=head)
     module = DraftTrainingModule(draft, config)
     parameters = [parameter for parameter in module.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -207,8 +215,11 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.report_to != "none":
         accelerator.init_trackers(config.run_name or output_dir.resolve().name, config=tracker_config(config))
     reporter = Reporter(output_dir, accelerator, total_steps, accelerator.is_main_process)
+    # bf16 mixed precision screens the non-draft rows of the target's head in bf16 (the loss's rows stay exact)
+    target_head = TargetHead.split(inputs.lm_head, draft.t2d.to(inputs.lm_head.device),
+                                   torch.bfloat16 if config.precision == "bf16" else None)
     return Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
-               draft.t2d, state, total_steps, micro_batches, reporter)
+               target_head, state, total_steps, micro_batches, reporter)
 
 
 def run_vocab_map(config: TrainHyperParameters, output_dir: Path, inputs: TrainingInputs, accelerator: Any) -> VocabMap:
@@ -354,7 +365,7 @@ def optimizer_step(run: Run) -> tuple[torch.Tensor, int]:
     num_tokens = 0
     for _ in range(config.gradient_accumulation_steps):
         batch = run.inputs.train.batch(next_local_batch(run), accelerator.device)
-        rows = target_rows(batch.last_hidden, batch.loss_mask, run.inputs.lm_head, run.t2d)
+        rows = target_rows(batch.last_hidden, batch.loss_mask, run.target_head)
         # Normalise by the trained positions of all processes: the loss (and its gradient,
         # which DDP averages) equals that of the whole global batch on one process.
         normalizers = accelerator.reduce(num_trained_positions(rows.trained, config.ttt_length), "sum")
@@ -419,7 +430,7 @@ def evaluate(run: Run) -> dict[str, float] | None:
     for index in range(num_batches):  # the same number of forwards on every process (FSDP gathers)
         indices = batches[index] if index < len(batches) else [0]
         batch = source.batch(indices, accelerator.device)
-        rows = target_rows(batch.last_hidden, batch.loss_mask, run.inputs.lm_head, run.t2d)
+        rows = target_rows(batch.last_hidden, batch.loss_mask, run.target_head)
         _, step_sums = run.module(batch, rows, None)
         if index < len(batches):
             sums += step_sums
