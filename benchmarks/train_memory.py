@@ -57,7 +57,7 @@ def dense_extra_key_attention(query, causal_keys, causal_values, extra_keys, ext
 
 
 def make_draft(preset: str, device: torch.device, dtype: torch.dtype):
-    """A random draft of the preset's shape, its vocabulary map, and a random target ``lm_head``."""
+    """A random draft of the preset's shape, its vocabulary map, and a random target ``lm_head`` (split once, as the trainer does)."""
     shape = PRESETS[preset]
     config = DraftConfig(**shape, rms_norm_eps=1e-6, rope_theta=500000.0, max_position_embeddings=131072,
                          target_hidden_size=shape["hidden_size"], aux_layer_ids=(2, 16, 29))
@@ -66,7 +66,7 @@ def make_draft(preset: str, device: torch.device, dtype: torch.dtype):
     embed = torch.randn(config.vocab_size, config.hidden_size, generator=generator, dtype=dtype) * 0.02
     draft = build_draft(config, build_vocab_map(counts, config.draft_vocab_size), embed, seed=0, init_draft=None).to(device)
     lm_head = (torch.randn(config.vocab_size, config.hidden_size, generator=generator, dtype=dtype) * 0.02).to(device)
-    return draft, lm_head
+    return draft, TargetHead.split(lm_head, draft.t2d.to(device))
 
 
 def make_batch(config: DraftConfig, length: int, device: torch.device, dtype: torch.dtype) -> TargetBatch:
@@ -81,8 +81,8 @@ def make_batch(config: DraftConfig, length: int, device: torch.device, dtype: to
     )
 
 
-def training_step(draft, optimizer, lm_head, batch, ttt_length: int, autocast_dtype: torch.dtype | None) -> None:
-    rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(lm_head, draft.t2d))
+def training_step(draft, optimizer, head: TargetHead, batch, ttt_length: int, autocast_dtype: torch.dtype | None) -> None:
+    rows = target_rows(batch.last_hidden, batch.loss_mask, head)
     device_type = batch.input_ids.device.type
     with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         output = unrolled_step(draft, batch, rows, ttt_length=ttt_length, loss_decay=0.8)
@@ -91,7 +91,7 @@ def training_step(draft, optimizer, lm_head, batch, ttt_length: int, autocast_dt
     optimizer.zero_grad(set_to_none=True)
 
 
-def saved_for_backward_bytes(draft, lm_head, batch, ttt_length: int, autocast_dtype: torch.dtype | None) -> int:
+def saved_for_backward_bytes(draft, head: TargetHead, batch, ttt_length: int, autocast_dtype: torch.dtype | None) -> int:
     """Bytes of the distinct tensors autograd keeps for the backward pass of one step."""
     saved: dict[tuple[int, tuple[int, ...]], int] = {}
 
@@ -99,7 +99,7 @@ def saved_for_backward_bytes(draft, lm_head, batch, ttt_length: int, autocast_dt
         saved[(tensor.data_ptr(), tuple(tensor.shape))] = tensor.numel() * tensor.element_size()
         return tensor
 
-    rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(lm_head, draft.t2d))
+    rows = target_rows(batch.last_hidden, batch.loss_mask, head)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         with torch.autocast(batch.input_ids.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             unrolled_step(draft, batch, rows, ttt_length=ttt_length, loss_decay=0.8)
@@ -107,20 +107,20 @@ def saved_for_backward_bytes(draft, lm_head, batch, ttt_length: int, autocast_dt
     return sum(size for (pointer, _), size in saved.items() if pointer not in parameters)
 
 
-def measure(args: argparse.Namespace, length: int, draft, optimizer, lm_head) -> dict:
+def measure(args: argparse.Namespace, length: int, draft, optimizer, head: TargetHead) -> dict:
     on_cuda = args.device == "cuda"
     autocast_dtype = torch.bfloat16 if on_cuda else None
-    batch = make_batch(draft.config, length, lm_head.device, lm_head.dtype)
-    training_step(draft, optimizer, lm_head, batch, args.ttt_length, autocast_dtype)  # warm-up (optimizer state too)
+    batch = make_batch(draft.config, length, head.draft_rows.device, head.draft_rows.dtype)
+    training_step(draft, optimizer, head, batch, args.ttt_length, autocast_dtype)  # warm-up (optimizer state too)
     result = {"length": length}
-    result["saved_for_backward_gib"] = saved_for_backward_bytes(draft, lm_head, batch, args.ttt_length, autocast_dtype) / 2**30
+    result["saved_for_backward_gib"] = saved_for_backward_bytes(draft, head, batch, args.ttt_length, autocast_dtype) / 2**30
     if on_cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     started = time.perf_counter()
     for _ in range(args.num_steps):
-        training_step(draft, optimizer, lm_head, batch, args.ttt_length, autocast_dtype)
+        training_step(draft, optimizer, head, batch, args.ttt_length, autocast_dtype)
     if on_cuda:
         torch.cuda.synchronize()
         result["peak_step_gib"] = (torch.cuda.max_memory_allocated() - before) / 2**30
@@ -128,9 +128,9 @@ def measure(args: argparse.Namespace, length: int, draft, optimizer, lm_head) ->
     return {**result, "step_s": seconds, "tokens_per_s": length / seconds}
 
 
-def run_length(args: argparse.Namespace, length: int, draft, optimizer, lm_head) -> dict:
+def run_length(args: argparse.Namespace, length: int, draft, optimizer, head: TargetHead) -> dict:
     try:
-        return measure(args, length, draft, optimizer, lm_head)
+        return measure(args, length, draft, optimizer, head)
     except torch.OutOfMemoryError as error:
         return {"length": length, "oom": True, "error": str(error).splitlines()[0][:300]}
     finally:
@@ -161,11 +161,11 @@ def main() -> None:
         ttt_attention.attention_with_extra_keys = dense_extra_key_attention
     lengths = [int(value) for value in args.lengths.split(",")]
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    draft, lm_head = make_draft(args.preset, torch.device(args.device), dtype)
+    draft, head = make_draft(args.preset, torch.device(args.device), dtype)
     optimizer = torch.optim.AdamW([p for p in draft.parameters() if p.requires_grad], lr=1e-5)
     results = []
     for length in lengths:
-        results.append(run_length(args, length, draft, optimizer, lm_head))
+        results.append(run_length(args, length, draft, optimizer, head))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     summary = {"device": device_name, "preset": args.preset, "attention": args.attention, "ttt_length": args.ttt_length,

@@ -191,3 +191,10 @@ def test_draft_config_from_another_target_is_refused(dumped, llama_target_dir: P
 def test_chat_template_that_differs_from_the_dump_is_refused(dumped, tmp_path: Path) -> None:
     with pytest.raises(Eagle3Error, match="chat-template"):
         train_offline(offline_config(dumped, tmp_path / "out", chat_template="hunyuan"))
+
+
+def test_init_head_from_target_and_init_draft_are_refused_together(dumped) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="init_head_from_target would overwrite the head loaded by init_draft"):
+        offline_config(dumped, Path("unused"), init_head_from_target=True, init_draft="some/draft")

@@ -92,3 +92,26 @@ def test_rerun_resumes_and_no_resume_starts_fresh(
         train_online(config.model_copy(update={"resume": False}))
     assert "resumed" not in caplog.text
     assert [record["step"] for record in read_metrics(tmp_path / "run")] == [1, 2]
+
+
+def test_a_run_from_before_a_setting_existed_resumes_with_its_default(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from eagle3cli.errors import Eagle3Error
+
+    target = cycle_target_dir(tmp_path_factory)
+    data = tmp_path / "train.jsonl"
+    write_cycle_data(data, 8)
+    config = online_config(target, data, tmp_path / "run", max_steps=2, save_steps=1, log_steps=1)
+    train_online(config)
+    record = tmp_path / "run" / "config.json"
+    old = {key: value for key, value in json.loads(record.read_text()).items() if key not in ("fc_norm", "hidden_noise_scale")}
+    record.write_text(json.dumps(old))  # written by a version without these settings
+    with caplog.at_level(logging.INFO, logger="eagle3cli"):
+        assert train_online(config).global_step == 2
+    assert "resumed from step 2" in caplog.text
+    record.write_text(json.dumps(old))
+    with pytest.raises(Eagle3Error, match="fc_norm: false -> true"):
+        train_online(config.model_copy(update={"fc_norm": True}))

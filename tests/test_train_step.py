@@ -87,8 +87,8 @@ def test_unrolled_steps_equal_decode_style_recomputation_and_gradients() -> None
         torch.testing.assert_close(grad, reference_grad, rtol=1e-6, atol=1e-6)
 
 
-def head_for(draft, dtype: torch.dtype = torch.float32, screen_dtype: torch.dtype | None = None) -> TargetHead:
-    return TargetHead.split(lm_head(dtype=dtype), draft.t2d, screen_dtype)
+def head_for(draft, dtype: torch.dtype = torch.float32) -> TargetHead:
+    return TargetHead.split(lm_head(dtype=dtype), draft.t2d)
 
 
 def step_on(draft, batch, **kwargs):
@@ -165,15 +165,6 @@ def test_target_argmax_ties_go_to_the_lower_id_as_argmax_does() -> None:
         assert torch.equal(full_argmax, torch.full_like(full_argmax, int(low)))
         rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(tied, draft.t2d))
         assert torch.equal(rows.trained, batch.loss_mask & trained)
-
-
-def test_bf16_screening_keeps_the_probabilities_exact() -> None:
-    draft = tiny_draft()
-    batch = random_sample(40, seed=11)
-    exact = target_rows(batch.last_hidden, batch.loss_mask, head_for(draft))
-    screened = target_rows(batch.last_hidden, batch.loss_mask, head_for(draft, screen_dtype=torch.bfloat16))
-    assert torch.equal(screened.probs, exact.probs)  # the loss's rows never leave float32
-    assert (screened.trained == exact.trained).float().mean() > 0.9  # only near-ties may differ
 
 
 def test_summary_metrics_from_sums() -> None:

@@ -237,6 +237,12 @@ class TrainHyperParameters(StageConfig):
     init_head_from_target: bool = Field(False, description="Start the draft's lm_head from the target's rows of the draft tokens and its norm from the target's final norm (needs equal hidden sizes).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (default: num_epochs over the data).")
 
+    @model_validator(mode="after")
+    def _one_head_start(self) -> TrainHyperParameters:
+        if self.init_head_from_target and self.init_draft is not None:
+            raise ValueError("init_head_from_target would overwrite the head loaded by init_draft; give one of them")
+        return self
+
 
 class OnlineTrainConfig(TrainHyperParameters):
     """``eagle3 train online``: the target runs in the loop and gives hidden states and targets."""
@@ -267,7 +273,7 @@ class OfflineTrainConfig(TrainHyperParameters):
     draft_config: str | None = Field(None, description="Draft config file; default: the dump's draft_config.json (its capture layers must match the dump).")
     chat_template: ChatTemplateName | None = Field(None, description="Checked against the dump's chat template when given.")
     max_length: int | None = Field(None, gt=0, description="Crop samples to this many tokens (default: as dumped).")
-    num_samples: int | None = Field(None, gt=0, description="Train on only the first N samples of the training dump (the eval dump is used whole).")
+    num_samples: int | None = Field(None, gt=0, description="Train on only the first N samples of the training dump (the eval dump is used whole; the vocabulary map is still the whole dump's).")
     lm_head_key: str | None = Field(None, description="Safetensors key of the target's lm_head (default: lm_head.weight, or the embedding when tied).")
     embed_key: str = Field("model.embed_tokens.weight", description="Safetensors key of the target's input embedding.")
     verify_shards: bool | None = Field(None, description="Check every shard's sha256 before training (a corrupt shard is named, not trained on); default: on when hashing costs under 10% of an epoch.")

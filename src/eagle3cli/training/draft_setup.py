@@ -58,15 +58,19 @@ def build_draft(
     return draft
 
 
-def init_head(draft: Eagle3DraftModel, lm_head: torch.Tensor, final_norm: torch.Tensor | None) -> None:
-    """``--init-head-from-target``: copy the target's head rows (by ``t2d``) and final norm."""
-    config = draft.config
+def check_head_init(config: DraftConfig, final_norm: torch.Tensor | None) -> None:
+    """``--init-head-from-target`` needs equal hidden sizes and the target's final norm."""
     if config.hidden_size != config.target_hidden_size or final_norm is None:
         raise Eagle3Error(
             f"--init-head-from-target needs the draft's hidden size ({config.hidden_size}) to equal the target's "
             f"({config.target_hidden_size}) and the target's final norm",
             hint="leave --init-head-from-target out for this draft config",
         )
+
+
+def init_head(draft: Eagle3DraftModel, lm_head: torch.Tensor, final_norm: torch.Tensor | None) -> None:
+    """``--init-head-from-target``: copy the target's head rows (by ``t2d``) and final norm."""
+    check_head_init(draft.config, final_norm)
     with torch.no_grad():
         draft.lm_head.weight.copy_(lm_head[draft.t2d.to(lm_head.device)].to(draft.lm_head.weight))
         draft.norm.weight.copy_(final_norm.to(draft.norm.weight))

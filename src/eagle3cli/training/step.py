@@ -47,24 +47,21 @@ class TargetHead:
     """The target's ``lm_head`` split by the draft vocabulary, once per run.
 
     Only the draft rows' logits feed the loss (softmax over the draft vocabulary); the other
-    rows only decide whether the full-vocabulary argmax is a draft token. Those ``V - draft``
-    rows may be kept in a lower ``screen_dtype`` (bf16 mixed precision: the bf16 matmul is
-    ~3x the float32 one on an AVX512-BF16 CPU); in the head's own dtype the split decides as
-    the full-vocabulary argmax does (up to the last bit of rounding, which depends on how a
+    rows only decide whether the full-vocabulary argmax is a draft token. The split decides
+    as the full-vocabulary argmax does (up to the last bit of rounding, which depends on how a
     matmul is blocked).
     """
 
     draft_rows: torch.Tensor  # [draft_vocab, Ht] the draft tokens' rows, ascending target id
     draft_ids: torch.Tensor  # [draft_vocab] their target ids
-    other_rows: torch.Tensor  # [V - draft_vocab, Ht] every other row, in the screening dtype
+    other_rows: torch.Tensor  # [V - draft_vocab, Ht] every other row
     other_ids: torch.Tensor  # [V - draft_vocab] their target ids, ascending
 
     @classmethod
-    def split(cls, lm_head: torch.Tensor, t2d: torch.Tensor, screen_dtype: torch.dtype | None = None) -> "TargetHead":
+    def split(cls, lm_head: torch.Tensor, t2d: torch.Tensor) -> "TargetHead":
         draft_ids = t2d.nonzero().squeeze(-1)
         other_ids = (~t2d).nonzero().squeeze(-1)
-        other_rows = lm_head[other_ids].to(screen_dtype or lm_head.dtype)
-        return cls(lm_head[draft_ids], draft_ids, other_rows, other_ids)
+        return cls(lm_head[draft_ids], draft_ids, lm_head[other_ids], other_ids)
 
 
 @dataclass
@@ -105,8 +102,7 @@ def target_rows(last_hidden: torch.Tensor, loss_mask: torch.Tensor, head: Target
         logits = at_least_fp32(chunk.to(head.draft_rows.dtype) @ head.draft_rows.T)  # [chunk, draft_vocab]
         draft_max, draft_id = first_max(logits, head.draft_ids)
         if head.other_ids.numel():
-            other_max, other_id = first_max(chunk.to(head.other_rows.dtype) @ head.other_rows.T, head.other_ids)
-            other_max = other_max.to(draft_max.dtype)
+            other_max, other_id = first_max(at_least_fp32(chunk.to(head.other_rows.dtype) @ head.other_rows.T), head.other_ids)
             in_draft.append((draft_max > other_max) | ((draft_max == other_max) & (draft_id < other_id)))
         else:
             in_draft.append(torch.ones_like(draft_max, dtype=torch.bool))

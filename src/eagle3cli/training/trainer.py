@@ -42,6 +42,7 @@ from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_ba
 from eagle3cli.training.draft_setup import build_draft, init_vocab_map, shared_vocab_map
 from eagle3cli.training.metrics import NUM_METRIC_ROWS, summarize
 from eagle3cli.training.reporting import Reporter, drop_metrics_after
+from eagle3cli.training.draft_setup import check_head_init
 from eagle3cli.training.step import TargetBatch, TargetHead, TargetRows, num_trained_positions, target_rows, unrolled_step
 
 logger = logging.getLogger("eagle3cli.training")
@@ -81,7 +82,7 @@ class RunContext:
 class TrainingInputs:
     draft_config: DraftConfig
     embed_tokens: torch.Tensor  # [vocab, hidden], the target's
-    lm_head: torch.Tensor  # [vocab, target hidden], the target's, on the run's device
+    lm_head: torch.Tensor | None  # [vocab, target hidden], the target's, on the run's device (None once split)
     train: BatchSource
     eval: BatchSource | None
     count_vocab_map: Callable[[], VocabMap]  # called on process 0 when no map exists yet
@@ -188,6 +189,8 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     inputs = prepare_inputs(context)
     if config.fc_norm:  # the flag turns it on; a --draft-config that has it keeps it
         inputs.draft_config = dataclasses.replace(inputs.draft_config, fc_norm=True)
+    if config.init_head_from_target:
+        check_head_init(inputs.draft_config, inputs.final_norm)
     run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
     check_resumed_data(config, output_dir, run_record)
     if accelerator.is_main_process:
@@ -215,9 +218,8 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.report_to != "none":
         accelerator.init_trackers(config.run_name or output_dir.resolve().name, config=tracker_config(config))
     reporter = Reporter(output_dir, accelerator, total_steps, accelerator.is_main_process)
-    # bf16 mixed precision screens the non-draft rows of the target's head in bf16 (the loss's rows stay exact)
-    target_head = TargetHead.split(inputs.lm_head, draft.t2d.to(inputs.lm_head.device),
-                                   torch.bfloat16 if config.precision == "bf16" else None)
+    target_head = TargetHead.split(inputs.lm_head, draft.t2d.to(inputs.lm_head.device))
+    inputs.lm_head = None  # the split holds its rows; the full matrix (~1 GiB for an 8B target) is let go
     return Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
                target_head, state, total_steps, micro_batches, reporter)
 
@@ -261,10 +263,13 @@ def check_resumed_settings(config: TrainHyperParameters, output_dir: Path) -> No
     if previous is None:
         return
     current = config.model_dump(mode="json")
+    # a setting added after the run started is read as its default (what that run trained with)
+    defaults = {key: field.default for key, field in type(config).model_fields.items() if not field.is_required()}
+    before = {key: previous.get(key, defaults.get(key)) for key in current}
     refuse_changes([
-        f"{key}: {json.dumps(previous.get(key))} -> {json.dumps(value)}"
+        f"{key}: {json.dumps(before[key])} -> {json.dumps(value)}"
         for key, value in current.items()
-        if key not in CHANGEABLE_ON_RESUME and previous.get(key) != value
+        if key not in CHANGEABLE_ON_RESUME and before[key] != value
     ], output_dir)
 
 
