@@ -56,7 +56,7 @@ def train_cell(args: argparse.Namespace, cell: Path, num_samples: int) -> None:
         "train", "offline", "--target-model", str(args.run / "target"), "--train-hidden", str(args.run / "hidden"),
         "--eval-hidden", str(args.run / "heldout"), "--num-samples", str(num_samples), "--output-dir", str(cell),
         "--num-epochs", str(args.epochs), "--eval-steps", str(steps_per_epoch), "--per-device-batch-size", str(args.batch_size),
-        "--learning-rate", str(args.learning_rate), "--draft-vocab-size", str(args.draft_vocab), "--ttt-length", str(args.ttt_length),
+        "--learning-rate", str(args.learning_rate), "--warmup-ratio", str(args.warmup_ratio), "--draft-vocab-size", str(args.draft_vocab), "--ttt-length", str(args.ttt_length),
         "--precision", args.precision, "--max-length", str(args.max_length), "--log-steps", str(min(25, steps_per_epoch)),
     )
 
@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--warmup-ratio", type=float, default=0.01)
     parser.add_argument("--draft-vocab", type=int, default=8192)
     parser.add_argument("--ttt-length", type=int, default=7)
     parser.add_argument("--precision", default="bf16")
