@@ -110,9 +110,9 @@ def test_draft_checkpoint_is_complete_and_inspects_clean(quickstart: tuple[Path,
     final = out / "draft" / "final"
     assert (out / "draft" / "best" / "model.safetensors").is_file()  # chosen on the held-out dump, benched
     config = json.loads((final / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForCausalLMEagle3"] and config["draft_vocab_size"] == 32000
+    assert config["architectures"] == ["LlamaForCausalLMEagle3"] and config["draft_vocab_size"] == 8192
     with safe_open(str(final / "model.safetensors"), "pt") as weights:
-        assert weights.get_tensor("d2t").shape == (32000,) and weights.get_tensor("t2d").shape == (49152,)
+        assert weights.get_tensor("d2t").shape == (8192,) and weights.get_tensor("t2d").shape == (49152,)
         assert weights.get_tensor("fc.weight").shape == (576, 3 * 576)
     result = subprocess.run([sys.executable, "-m", "eagle3cli", "inspect", str(final)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
