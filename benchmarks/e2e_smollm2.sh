@@ -30,6 +30,7 @@ DRAFT_VOCAB=${DRAFT_VOCAB:-8192}             # 8k of 49k tokens: 4x cheaper lm_h
 EPOCHS=${EPOCHS:-4}
 EVAL_STEPS=${EVAL_STEPS:-500}                # optimizer steps between held-out evaluations (best/ is the best of them)
 LR=${LR:-1e-3}                               # batch 1: 1e-3 beat 5e-4 and 1.5e-4 in a 60-sample sweep
+WARMUP=${WARMUP:-0.01}                       # warmup ratio (1-2 % is the usual EAGLE-3 setting)
 TTT_LENGTH=${TTT_LENGTH:-7}
 PRECISION=${PRECISION:-bf16}                 # bf16 autocast: ~1.5x faster than fp32 on AVX512-BF16 CPUs
 COMPARE_SAMPLES=${COMPARE_SAMPLES:-100}      # online-vs-offline comparison on this many samples
@@ -88,7 +89,7 @@ dump() {  # dump DIR DATA [extra dump-hidden flags...]; bf16: 1.7x float32's tok
         --draft-vocab-size "$DRAFT_VOCAB" "$@"
 }
 train_flags=(--target-model "$OUT/target" --max-length "$MAX_LENGTH" --draft-vocab-size "$DRAFT_VOCAB"
-    --learning-rate "$LR" --ttt-length "$TTT_LENGTH" --precision "$PRECISION" --log-steps 25)
+    --learning-rate "$LR" --warmup-ratio "$WARMUP" --ttt-length "$TTT_LENGTH" --precision "$PRECISION" --log-steps 25)
 
 stage "dump-hidden → $OUT/hidden (training) and $OUT/heldout (last $HELD_OUT records)"
 dump "$OUT/hidden" "$OUT/split/train.jsonl"
