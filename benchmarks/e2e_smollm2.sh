@@ -29,6 +29,7 @@ MAX_LENGTH=${MAX_LENGTH:-1024}
 DRAFT_VOCAB=${DRAFT_VOCAB:-8192}             # 8k of 49k tokens: 4x cheaper lm_head on CPU
 EPOCHS=${EPOCHS:-4}
 EVAL_STEPS=${EVAL_STEPS:-500}                # optimizer steps between held-out evaluations (best/ is the best of them)
+SAVE_STEPS=${SAVE_STEPS:-500}                # checkpoints (resume points): a stopped run redoes at most this many steps
 LR=${LR:-1e-3}                               # batch 1: 1e-3 beat 5e-4 and 1.5e-4 in a 60-sample sweep
 WARMUP=${WARMUP:-0.01}                       # warmup ratio (1-2 % is the usual EAGLE-3 setting)
 TTT_LENGTH=${TTT_LENGTH:-7}
@@ -97,7 +98,7 @@ dump "$OUT/heldout" "$OUT/split/heldout.jsonl"
 
 stage "train offline ($EPOCHS epochs, best/ on held-out) → $OUT/draft"
 eagle3 train offline "${train_flags[@]}" --train-hidden "$OUT/hidden" --eval-hidden "$OUT/heldout" \
-    --eval-steps "$EVAL_STEPS" --output-dir "$OUT/draft" --num-epochs "$EPOCHS"
+    --eval-steps "$EVAL_STEPS" --save-steps "$SAVE_STEPS" --output-dir "$OUT/draft" --num-epochs "$EPOCHS"
 
 stage "online vs offline on the first $COMPARE_SAMPLES samples ($COMPARE_EPOCHS epoch)"
 dump "$OUT/compare/hidden" "$OUT/split/train.jsonl" --num-samples "$COMPARE_SAMPLES"

@@ -55,7 +55,7 @@ def train_cell(args: argparse.Namespace, cell: Path, num_samples: int) -> None:
     eagle3(
         "train", "offline", "--target-model", str(args.run / "target"), "--train-hidden", str(args.run / "hidden"),
         "--eval-hidden", str(args.run / "heldout"), "--num-samples", str(num_samples), "--output-dir", str(cell),
-        "--num-epochs", str(args.epochs), "--eval-steps", str(steps_per_epoch), "--per-device-batch-size", str(args.batch_size),
+        "--num-epochs", str(args.epochs), "--eval-steps", str(steps_per_epoch), "--save-steps", str(steps_per_epoch), "--per-device-batch-size", str(args.batch_size),
         "--learning-rate", str(args.learning_rate), "--warmup-ratio", str(args.warmup_ratio), "--draft-vocab-size", str(args.draft_vocab), "--ttt-length", str(args.ttt_length),
         "--precision", args.precision, "--max-length", str(args.max_length), "--log-steps", str(min(25, steps_per_epoch)),
     )
