@@ -224,7 +224,7 @@ class TrainHyperParameters(StageConfig):
     seed: int = Field(0, description="Seed of initialisation, data order and noise.")
     log_steps: int = Field(10, gt=0, description="Optimizer steps between log lines.")
     eval_steps: int | None = Field(None, gt=0, description="Optimizer steps between evaluations (also run at the end); default: only at the end.")
-    save_steps: int | None = Field(None, gt=0, description="Optimizer steps between checkpoints (one is always saved at the end); default: only at the end.")
+    save_steps: int | None = Field(500, gt=0, description="Optimizer steps between checkpoints, the points a stopped run resumes from (one is always saved at the end); 500 as in HF Trainer.")
     save_total_limit: int | None = Field(2, gt=0, description="Step checkpoints kept (oldest deleted first); best/ is kept apart. None keeps all.")
     report_to: ReportTo = Field("none", description="Metrics tracker: none, tensorboard (event files under OUTPUT/runs) or wandb.")
     run_name: str | None = Field(None, description="Run name for the tracker; default: the output folder's name.")
