@@ -77,14 +77,20 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_weights(
     assert kept == ["step-00000056", "step-00000060"]
 
 
-def test_rerun_resumes_and_no_resume_starts_fresh(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def two_step_run(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> OnlineTrainConfig:
+    """A finished 2-step run in ``tmp_path / "run"`` (a checkpoint per step); its config."""
     target = cycle_target_dir(tmp_path_factory)
     data = tmp_path / "train.jsonl"
     write_cycle_data(data, 8)
     config = online_config(target, data, tmp_path / "run", max_steps=2, save_steps=1, log_steps=1)
     train_online(config)
+    return config
+
+
+def test_rerun_resumes_and_no_resume_starts_fresh(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = two_step_run(tmp_path_factory, tmp_path)
     with caplog.at_level(logging.INFO, logger="eagle3cli"):
         assert train_online(config.model_copy(update={"log_steps": 2})).global_step == 2
         assert "resumed from step 2" in caplog.text
@@ -101,11 +107,7 @@ def test_a_run_from_before_a_setting_existed_resumes_with_its_default(
 
     from eagle3cli.errors import Eagle3Error
 
-    target = cycle_target_dir(tmp_path_factory)
-    data = tmp_path / "train.jsonl"
-    write_cycle_data(data, 8)
-    config = online_config(target, data, tmp_path / "run", max_steps=2, save_steps=1, log_steps=1)
-    train_online(config)
+    config = two_step_run(tmp_path_factory, tmp_path)
     record = tmp_path / "run" / "config.json"
     old = {key: value for key, value in json.loads(record.read_text()).items() if key not in ("fc_norm", "hidden_noise_scale")}
     record.write_text(json.dumps(old))  # written by a version without these settings
