@@ -29,6 +29,7 @@ from eagle3cli.chat_render import apply_tokenizer_template
 from eagle3cli.config import SampleConfig
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding.target import cache_keyword
+from eagle3cli.decoding.verify import sampling_probs
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.serving.client import ChatReply, RequestFailed, SamplingParams
 from eagle3cli.target.kv_cache import RaggedCache, check_full_attention, use_decode_attention
@@ -200,12 +201,7 @@ class BatchEngine:
 
 def sample_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
     """A top-p (nucleus) draw from ``softmax(logits / temperature)`` with ``generator`` (on the CPU)."""
-    probs = torch.softmax(logits.cpu() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p  # tokens after the nucleus is full
-        sorted_probs[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    probs = sampling_probs(logits.cpu(), temperature, top_p)
     return torch.multinomial(probs, 1, generator=generator)[0].to(logits.device)
 
 
