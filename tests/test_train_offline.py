@@ -130,12 +130,12 @@ def test_fc_norm_flag_trains_and_saves_a_draft_with_the_norms(dumped, tmp_path: 
 def test_init_head_from_target_needs_equal_hidden_sizes() -> None:
     from builders.training import tiny_draft
 
-    from eagle3cli.training.draft_setup import init_head
+    from eagle3cli.training.draft_setup import check_head_init
 
     draft = tiny_draft()
     assert draft.config.hidden_size != draft.config.target_hidden_size
     with pytest.raises(Eagle3Error, match="needs the draft's hidden size"):
-        init_head(draft, torch.zeros(draft.config.vocab_size, draft.config.target_hidden_size), torch.ones(draft.config.target_hidden_size))
+        check_head_init(draft.config, torch.ones(draft.config.target_hidden_size))
 
 
 def test_dump_of_another_target_is_refused(dumped, llama_target_dir: Path, tmp_path: Path) -> None:

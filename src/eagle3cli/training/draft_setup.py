@@ -38,13 +38,14 @@ class FrozenEmbedding(nn.Module):
 
 def build_draft(
     config: DraftConfig, vocab_map: VocabMap, embed_tokens: torch.Tensor, *, seed: int, init_draft: str | None,
-    target_head: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    target_head: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Eagle3DraftModel:
     """A freshly initialised (seeded) or ``init_draft``-loaded draft with the map and embedding installed.
 
-    ``target_head = (lm_head [V, Ht], final norm [Ht])``: the draft's ``lm_head`` starts as the
-    target's rows of the draft tokens and its ``norm`` as the target's final norm, so a draft
-    hidden state equal to the target's final one starts with the target's draft-vocabulary logits.
+    ``target_head = (the target's lm_head rows of the draft tokens [draft_vocab, Ht], its final
+    norm [Ht])`` (checked by :func:`check_head_init`): the draft's ``lm_head`` and ``norm`` start
+    as those, so a draft hidden state equal to the target's final one starts with the target's
+    draft-vocabulary logits.
     """
     check_embedding(embed_tokens, config)
     torch.manual_seed(seed)
@@ -68,11 +69,10 @@ def check_head_init(config: DraftConfig, final_norm: torch.Tensor | None) -> Non
         )
 
 
-def init_head(draft: Eagle3DraftModel, lm_head: torch.Tensor, final_norm: torch.Tensor | None) -> None:
-    """``--init-head-from-target``: copy the target's head rows (by ``t2d``) and final norm."""
-    check_head_init(draft.config, final_norm)
+def init_head(draft: Eagle3DraftModel, draft_rows: torch.Tensor, final_norm: torch.Tensor) -> None:
+    """``--init-head-from-target``: copy the target's head rows of the draft tokens and its final norm."""
     with torch.no_grad():
-        draft.lm_head.weight.copy_(lm_head[draft.t2d.to(lm_head.device)].to(draft.lm_head.weight))
+        draft.lm_head.weight.copy_(draft_rows.to(draft.lm_head.weight))
         draft.norm.weight.copy_(final_norm.to(draft.norm.weight))
 
 

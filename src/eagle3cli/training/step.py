@@ -107,10 +107,9 @@ def target_rows(last_hidden: torch.Tensor, loss_mask: torch.Tensor, head: Target
         else:
             in_draft.append(torch.ones_like(draft_max, dtype=torch.bool))
         probs.append(logits.softmax(-1))
-    probs_all = torch.cat(probs) if probs else hidden.new_zeros(0, head.draft_ids.numel(), dtype=torch.float32)
+    probs_all = torch.cat(probs)  # split() yields one (empty) chunk even without loss-mask rows
     trained = torch.zeros_like(mask)
-    if in_draft:
-        trained[mask] = torch.cat(in_draft)
+    trained[mask] = torch.cat(in_draft)
     row_index = (mask.flatten().cumsum(0) - 1).view_as(mask)
     return TargetRows(probs_all, probs_all.argmax(-1), trained, row_index)
 

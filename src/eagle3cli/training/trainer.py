@@ -39,10 +39,9 @@ from eagle3cli.outputs import claimed_output_dir
 from eagle3cli.training import checkpoints
 from eagle3cli.training.accelerate_setup import make_accelerator, make_scheduler, prepare, reset_accelerate_state
 from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_batch, num_micro_batches
-from eagle3cli.training.draft_setup import build_draft, init_vocab_map, shared_vocab_map
+from eagle3cli.training.draft_setup import build_draft, check_head_init, init_vocab_map, shared_vocab_map
 from eagle3cli.training.metrics import NUM_METRIC_ROWS, summarize
 from eagle3cli.training.reporting import Reporter, drop_metrics_after
-from eagle3cli.training.draft_setup import check_head_init
 from eagle3cli.training.step import TargetBatch, TargetHead, TargetRows, num_trained_positions, target_rows, unrolled_step
 
 logger = logging.getLogger("eagle3cli.training")
@@ -198,7 +197,9 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
         atomic_write_json(output_dir / RUN_RECORD_FILE, run_record)
     accelerator.wait_for_everyone()
     vocab_map = run_vocab_map(config, output_dir, inputs, accelerator)
-    head = (inputs.lm_head, inputs.final_norm) if config.init_head_from_target else None
+    target_head = TargetHead.split(inputs.lm_head, vocab_map.t2d.to(inputs.lm_head.device))
+    inputs.lm_head = None  # the split holds its rows; the full matrix (~1 GiB for an 8B target) is let go
+    head = (target_head.draft_rows, inputs.final_norm) if config.init_head_from_target else None
     draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init_draft=config.init_draft,
                         target_head=head)
     module = DraftTrainingModule(draft, config)
@@ -218,8 +219,6 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.report_to != "none":
         accelerator.init_trackers(config.run_name or output_dir.resolve().name, config=tracker_config(config))
     reporter = Reporter(output_dir, accelerator, total_steps, accelerator.is_main_process)
-    target_head = TargetHead.split(inputs.lm_head, draft.t2d.to(inputs.lm_head.device))
-    inputs.lm_head = None  # the split holds its rows; the full matrix (~1 GiB for an 8B target) is let go
     return Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
                target_head, state, total_steps, micro_batches, reporter)
 
