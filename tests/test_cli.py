@@ -113,6 +113,7 @@ COMMAND_CONFIGS = {
     ("train", "offline"): "OfflineTrainConfig",
     ("inspect",): "InspectConfig",
     ("bench",): "BenchConfig",
+    ("convert",): "ConvertConfig",
     ("convert-gguf",): "ConvertGgufConfig",
 }
 
@@ -125,7 +126,7 @@ def wide_help(*command: str) -> str:
 
 def test_root_help_lists_commands_in_pipeline_order() -> None:
     rows = [line.split()[1] for line in wide_help().splitlines() if line.startswith("│ ") and not line.startswith("│ -")]
-    assert rows == ["data", "serve", "sample", "dump-hidden", "train", "inspect", "bench", "convert-gguf"]
+    assert rows == ["data", "serve", "sample", "dump-hidden", "train", "inspect", "bench", "convert", "convert-gguf"]
 
 
 @pytest.mark.parametrize("command", COMMAND_CONFIGS, ids=" ".join)

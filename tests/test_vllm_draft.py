@@ -23,6 +23,7 @@ from builders.cycle_models import CycleFamily, CycleTarget, build_cycle_draft, s
 from eagle3cli.draft.checkpoint import load_checkpoint, save_draft_model
 from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
 from eagle3cli.draft.checkpoint import inspect_checkpoint
+from eagle3cli.draft.convert import convert_draft
 from eagle3cli.draft.derive import read_target_config
 from vllm_env import vllm_python  # noqa: F401
 from vllm_offline import offline_engine
@@ -47,6 +48,15 @@ def generate_all(engine: VllmEngine, prompts: list[list[int]]) -> tuple[list[lis
         outputs.append(generation.token_ids)
         counters += generation.spec
     return outputs, counters
+
+
+def run_alone(engine: VllmEngine, prompts: list[list[int]]) -> tuple[list[list[int]], SpecCounters]:
+    """Start one engine, answer ``prompts``, close it."""
+    with ExitStack() as stack:
+        engine.start()
+        stack.callback(engine.close)
+        engine.wait_ready()
+        return generate_all(engine, prompts)
 
 
 def check_cycle_predictions(draft, target: CycleTarget, vocab_size: int) -> bool:
@@ -121,6 +131,27 @@ def test_a_saved_draft_is_accepted_by_vllm_and_only_through_its_d2t_map(
 
 
 @pytest.mark.slow
+def test_a_draft_converted_to_speculators_is_accepted_by_vllm_and_converts_back_identical(
+    vllm_python: str, tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase
+) -> None:
+    """The speculators layout (keys ``layers.0.*``, config nested under ``transformer_layer_config``)
+    loaded by vLLM itself: the crafted draft keeps its acceptance, so nothing was lost or misread."""
+    target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
+    draft = save_draft_model(tmp_path / "draft", build_cycle_draft(target))
+    target_config = read_target_config(target.directory)
+    speculators = convert_draft(draft, "speculators", tmp_path / "speculators", target_config=target_config,
+                                target_name=str(target.directory)).output_dir
+    back = convert_draft(speculators, "eagle3", tmp_path / "back").output_dir
+    original, returned = load_file(draft / "model.safetensors"), load_file(back / "model.safetensors")
+    assert original.keys() == returned.keys() and all(torch.equal(original[key], returned[key]) for key in original)
+    engine = offline_engine(vllm_python, target.directory, tmp_path / "speculators.log", draft=speculators, k=NUM_SPECULATIVE_TOKENS)
+    prompts = prompts_for(target)
+    outputs, drafted = run_alone(engine, prompts)
+    assert outputs == [target.greedy_continuation(prompt[-1], MAX_TOKENS) for prompt in prompts]
+    assert drafted.num_drafts > 0 and drafted.acceptance_rate >= 0.9 and min(drafted.acceptance_by_position) >= 0.9, drafted
+
+
+@pytest.mark.slow
 def test_an_fc_norm_draft_is_accepted_by_vllm(vllm_python: str, tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase) -> None:
     """vLLM reads ``fc_norm`` from config.json and applies the norms as the project does (the
     construction fails without them: see the test above)."""
@@ -129,10 +160,6 @@ def test_an_fc_norm_draft_is_accepted_by_vllm(vllm_python: str, tmp_path: Path, 
     assert inspect_checkpoint(draft, target_config=read_target_config(target.directory)).problems == []
     engine = offline_engine(vllm_python, target.directory, tmp_path / "fc-norm.log", draft=draft, k=NUM_SPECULATIVE_TOKENS)
     prompts = prompts_for(target)
-    with ExitStack() as stack:
-        engine.start()
-        stack.callback(engine.close)
-        engine.wait_ready()
-        outputs, drafted = generate_all(engine, prompts)
+    outputs, drafted = run_alone(engine, prompts)
     assert outputs == [target.greedy_continuation(prompt[-1], MAX_TOKENS) for prompt in prompts]
     assert drafted.acceptance_rate >= 0.9 and min(drafted.acceptance_by_position) >= 0.9, drafted

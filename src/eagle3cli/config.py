@@ -26,8 +26,22 @@ class StageConfig(BaseModel):
 class InspectConfig(StageConfig):
     """``eagle3 inspect``: check a draft checkpoint as vLLM and SGLang would load it."""
 
-    draft_dir: str = Field(description="Draft checkpoint folder (config.json + model.safetensors).")
-    target_model: str | None = Field(None, description="Target folder or hub id: also check sizes, vocabulary and layer ids against it.")
+    draft_dir: str = Field(description="Draft folder or hub id, in any layout eagle3 convert reads.")
+    target_model: str | None = Field(None, description="Target folder or hub id: also check sizes, vocabulary and layer ids against it (and fill what a foreign layout leaves out).")
+
+
+DraftLayout = Literal["eagle3", "speculators", "modelopt"]
+
+
+class ConvertConfig(StageConfig):
+    """``eagle3 convert``: a draft of any layout → eagle3, speculators or ModelOpt, checked by a read-back."""
+
+    draft_dir: str = Field(description="Source draft folder or hub id (eagle3, EAGLE, SpecForge, AngelSlim, speculators or ModelOpt layout).")
+    to: DraftLayout = Field(description="Layout to write: eagle3 (vLLM + SGLang), speculators (vllm serve DRAFT), modelopt.")
+    output_dir: str = Field(description="Where to write the converted draft.")
+    target_model: str | None = Field(None, description="Target folder or hub id: fills what the source lacks (capture layers, vocabulary size) and is the speculators verifier.")
+    num_speculative_tokens: int = Field(3, gt=0, description="speculators only: the draft length vllm serve DRAFT uses.")
+    overwrite: bool = Field(False, description="Replace an existing output directory.")
 
 
 GgufDtype = Literal["float32", "bfloat16", "float16"]

@@ -133,6 +133,25 @@ def share_tree(path: Path) -> None:
                 os.chmod(os.path.join(root, name), files)
 
 
+@contextmanager
+def staged_directory(output_dir: Path) -> Iterator[Path]:
+    """A fresh folder beside ``output_dir`` to write into: when the block succeeds it gets the
+    umask's modes and replaces ``output_dir``; when it fails it is removed. So the folder
+    appears complete or not at all."""
+    output_dir = Path(output_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        with writing(output_dir):
+            yield staging
+            share_tree(staging)  # mkdtemp and save_file make 0700/0600: a vLLM run by another user could not read it
+            if output_dir.exists():
+                shutil.rmtree(output_dir)
+            staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)

@@ -7,13 +7,11 @@ quantisation markers (so vLLM, dump-hidden, training and bench read it like any 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.fileio import prepare_output_dir, share_tree, writing
+from eagle3cli.fileio import prepare_output_dir, staged_directory
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
@@ -42,16 +40,7 @@ def convert_gguf(gguf_path: Path, output_dir: Path, *, dtype: Dtype = "float32",
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        with writing(output_dir):
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            share_tree(staging)  # mkdtemp and save_file make 0700/0600: a vLLM run by another user could not read it
-            if output_dir.exists():
-                shutil.rmtree(output_dir)
-            staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with staged_directory(output_dir) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return output_dir

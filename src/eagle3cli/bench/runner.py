@@ -105,12 +105,14 @@ def load_models(config: BenchConfig) -> BenchModels:
     """Target from ``base_model_path``; the draft (reusing the target's embedding) when needed.
     The draft and the chat template are checked before the target's weights are loaded."""
     from eagle3cli.draft.checkpoint import load_checkpoint
+    from eagle3cli.draft.derive import read_target_config
     from eagle3cli.hub import load_tokenizer, resolve_model_dir
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     target_dir = resolve_model_dir(config.base_model_path)
     draft_dir = None if config.mode == "baseline" else check_draft(config, target_dir)
+    target_config = read_target_config(target_dir)
     tokenizer = load_tokenizer(str(target_dir))
     validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking, generation_only=True)
     model = load_target(config, target_dir, device, dtype)
@@ -118,7 +120,7 @@ def load_models(config: BenchConfig) -> BenchModels:
     draft = None
     if draft_dir is not None:
         embedding = model.get_input_embeddings()
-        draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu())
+        draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu(), target_config=target_config)
         draft.embed_tokens = embedding  # share the target's embedding instead of a copy
         draft = draft.to(device=device, dtype=dtype).eval()
         draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))

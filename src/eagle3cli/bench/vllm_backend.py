@@ -22,6 +22,7 @@ target before vLLM sees it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -87,6 +88,7 @@ def run_vllm_questions(
     ``log_path``. Raises :class:`Eagle3Error` for a draft that does not fit the target, an
     unusable chat template, or a vLLM that fails to start or answer.
     """
+    from eagle3cli.draft.convert import vllm_loadable
     from eagle3cli.hub import load_tokenizer
 
     if not questions:
@@ -100,11 +102,14 @@ def run_vllm_questions(
         "temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens,
         "stop_token_ids": end_of_turn_token_ids(tokenizer, chat_template), "detokenize": False,
     })
-    arguments = vllm_engine_args(
-        target_dir, draft_dir, num_speculative_tokens=num_speculative_tokens, dtype=dtype,
-        max_model_len=max_model_len, seed=seed, extra=engine_args, draft_tensor_parallel_size=draft_tensor_parallel_size,
-    )
-    with VllmEngine(python, arguments, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s) as engine:
+    with ExitStack() as stack:
+        if draft_dir is not None:  # a layout vLLM misreads is served through its eagle3 conversion
+            draft_dir = stack.enter_context(vllm_loadable(Path(draft_dir), target_dir, Path(log_path).parent))
+        arguments = vllm_engine_args(
+            target_dir, draft_dir, num_speculative_tokens=num_speculative_tokens, dtype=dtype,
+            max_model_len=max_model_len, seed=seed, extra=engine_args, draft_tensor_parallel_size=draft_tensor_parallel_size,
+        )
+        engine = stack.enter_context(VllmEngine(python, arguments, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s))
         if warmup:
             answer_question(engine, tokenizer, questions[0], settings, seed)
         results, counters = answer_questions(engine, tokenizer, questions, settings, seed, on_question)

@@ -7,7 +7,6 @@ and exit code 1.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -28,10 +27,10 @@ if TYPE_CHECKING:
 def inspect(
     overrides: dict[str, Any],
     fallbacks: dict[str, Any],
-    draft_dir: Annotated[Optional[str], typer.Argument(help="Draft checkpoint folder (config.json + model.safetensors).", show_default=False)] = None,
+    draft_dir: Annotated[Optional[str], typer.Argument(help="Draft folder or hub id (eagle3, EAGLE, SpecForge, AngelSlim, speculators or ModelOpt layout).", show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Check a draft checkpoint as vLLM and SGLang would load it, and summarise it.
+    """Check a draft checkpoint (any layout) as vLLM and SGLang would load it, and summarise it.
 
     Example: eagle3 inspect runs/draft/final --target-model Qwen/Qwen3-8B
     """
@@ -51,16 +50,23 @@ def inspect(
             stderr.print(f"- {escape(problem)}")
         raise typer.Exit(code=1)
     Console(soft_wrap=True).print(summary_table(report, resolved.target_model))
+    for note in report.notes:
+        stderr.print(f"filled in: {escape(note)}")
+    for warning in report.warnings:
+        stderr.print(f"[yellow]warning: {escape(warning)}[/yellow]")
 
 
 def summary_table(report: CheckpointReport, target_model: str | None) -> Table:
     """Parameters, vocabularies, sizes and capture layers in both numberings."""
+    from eagle3cli.draft.layouts import DESCRIPTIONS
+
     config = report.config
     assert config is not None  # a report without problems has a config
     table = Table(title=f"EAGLE-3 draft {report.directory}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     rows = {
+        "layout": DESCRIPTIONS[report.layout],
         "parameters": f"{report.num_parameters:,}",
         "weights dtype": report.dtypes["fc.weight"],
         "embed_tokens": "included" if report.has_embed else "omitted (the target's is used)",

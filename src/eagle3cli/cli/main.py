@@ -23,7 +23,7 @@ from eagle3cli.cli.train import train_app
 _display_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)  # type: ignore[method-assign]
 
-PIPELINE_ORDER = ("data", "serve", "sample", "dump-hidden", "train", "inspect", "bench", "convert-gguf")
+PIPELINE_ORDER = ("data", "serve", "sample", "dump-hidden", "train", "inspect", "bench", "convert", "convert-gguf")
 
 
 class PipelineOrder(TyperGroup):
@@ -52,6 +52,7 @@ app.command("dump-hidden", rich_help_panel="3. Target hidden states")(report_err
 app.add_typer(train_app, name="train", rich_help_panel="4. Train the draft")
 app.command("inspect", rich_help_panel="5. Check and measure")(report_errors(inspect_commands.inspect))
 app.command("bench", rich_help_panel="5. Check and measure")(report_errors(bench_commands.bench))
+app.command("convert", rich_help_panel="6. Convert")(report_errors(convert_commands.convert))
 app.command("convert-gguf", rich_help_panel="6. Convert")(report_errors(convert_commands.convert_gguf))
 
 

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from eagle3cli.draft.config import DraftConfig
-from eagle3cli.draft.config_json import parse_draft_config, read_draft_config, read_json, write_draft_config
-from eagle3cli.draft.derive import draft_target_problems
+from eagle3cli.draft.config_json import draft_config_from_json, parse_draft_config, read_draft_config, read_json, write_draft_config
+from eagle3cli.draft.derive import draft_target_problems, draft_target_warnings
+from eagle3cli.draft.layouts import LayoutRead, detect_layout, foreign_to_every_layout, no_layout_message, read_layout, read_safetensors
 from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import dtype_name, vocab_map_problems
 from eagle3cli.errors import Eagle3Error
@@ -149,32 +150,37 @@ def save_draft_model(directory: Path, model: Eagle3DraftModel, *, save_embed: bo
     return save_checkpoint(directory, state_dict, model.config)
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, with a clear error when it is absent or unreadable."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | None = None) -> tuple[DraftConfig, dict[str, torch.Tensor], LayoutRead]:
+    """A checked draft of any layout (see :mod:`eagle3cli.draft.layouts`): its config and
+    tensors under the project's keys, in their stored dtypes. ``target_config`` fills what a
+    layout leaves out (default capture layers, vocabulary size)."""
+    directory = Path(directory)
+    if foreign_to_every_layout(directory):
+        raise Eagle3Error(no_layout_message(directory))
+    if detect_layout(directory) in (None, "eagle3"):  # the project's layout, strictly: every problem named
+        config = read_draft_config(directory / CONFIG_FILE)
+        tensors = read_safetensors(directory / WEIGHTS_FILE)
+        read = LayoutRead("eagle3", {}, tensors, source_config=read_json(directory / CONFIG_FILE))
+    else:
+        read = read_layout(directory, target_config=target_config)
+        config, tensors = draft_config_from_json(read.config, source=str(directory / CONFIG_FILE)), read.tensors
+    problems = tensor_problems(tensors, config)
+    if problems:
+        raise Eagle3Error(f"invalid draft checkpoint {directory}: " + "; ".join(problems))
+    return config, tensors, read
 
-    if not path.is_file():
-        raise Eagle3Error(f"{path} does not exist", hint="a draft checkpoint folder holds config.json and model.safetensors")
-    try:
-        return load_file(path)
-    except SafetensorError as error:
-        raise Eagle3Error(f"{path} is not a readable safetensors file: {error}") from error
 
-
-def load_checkpoint(directory: Path, *, embed_tokens: torch.Tensor | None = None) -> Eagle3DraftModel:
-    """Load and check a draft checkpoint; the model comes back in float32 with d2t/t2d installed.
+def load_checkpoint(directory: Path, *, embed_tokens: torch.Tensor | None = None,
+                    target_config: Mapping[str, Any] | None = None) -> Eagle3DraftModel:
+    """Load and check a draft checkpoint of any layout; the model comes back in float32 with
+    d2t/t2d installed.
 
     The embedding is the checkpoint's when it has one, else ``embed_tokens`` (the target's,
     see :func:`eagle3cli.target_weights.read_embed_tokens`); with neither it stays unset (a
     warning says so) and must be installed before use.
     """
     directory = Path(directory)
-    config = read_draft_config(directory / CONFIG_FILE)
-    tensors = read_weights(directory / WEIGHTS_FILE)
-    problems = tensor_problems(tensors, config)
-    if problems:
-        raise Eagle3Error(f"invalid draft checkpoint {directory}: " + "; ".join(problems))
+    config, tensors, _ = read_checkpoint(directory, target_config=target_config)
     model = Eagle3DraftModel(config)
     # Loads d2t/t2d too (persistent buffers); the key set was checked above, embed may be absent.
     model.load_state_dict(tensors, strict=False)
@@ -199,10 +205,13 @@ class CheckpointReport:
     """What :func:`inspect_checkpoint` found: the config (if readable), tensor shapes, problems."""
 
     directory: Path
+    layout: str = "eagle3"
     config: DraftConfig | None = None
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # values a foreign layout left out, filled in
+    warnings: list[str] = field(default_factory=list)  # what an engine would get wrong serving it as is
 
     @property
     def has_embed(self) -> bool:
@@ -229,17 +238,31 @@ def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | No
     capture layers against the target.
     """
     report = CheckpointReport(directory=Path(directory))
-    report.config, report.problems = read_config_problems(report.directory / CONFIG_FILE)
-    try:
-        tensors = read_weights(report.directory / WEIGHTS_FILE)
-    except Eagle3Error as error:
-        report.problems.append(str(error))
-        return report
+    layout = detect_layout(report.directory)
+    if layout in (None, "eagle3"):  # the project's layout: every config and file problem listed
+        report.config, report.problems = read_config_problems(report.directory / CONFIG_FILE)
+        if layout is None and foreign_to_every_layout(report.directory):
+            report.problems.insert(0, no_layout_message(report.directory))
+        try:
+            tensors = read_safetensors(report.directory / WEIGHTS_FILE)
+        except Eagle3Error as error:
+            report.problems.append(str(error))
+            return report
+    else:
+        report.layout = layout
+        try:
+            read = read_layout(report.directory, target_config=target_config)
+        except Eagle3Error as error:
+            report.problems.append(str(error))
+            return report
+        report.config, report.problems = parse_draft_config(read.config)
+        report.notes, report.warnings, tensors = read.notes, read.warnings, read.tensors
     report.shapes = {key: tuple(tensor.shape) for key, tensor in tensors.items()}
     report.dtypes = {key: dtype_name(tensor.dtype) for key, tensor in tensors.items()}
     report.problems += tensor_problems(tensors, report.config)
     if report.config is not None and target_config is not None:
         report.problems += draft_target_problems(report.config, target_config, has_embed=report.has_embed)
+        report.warnings += draft_target_warnings(report.config, target_config)
     return report
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,8 +28,10 @@ from eagle3cli.draft.config_json import (
     draft_config_from_json,
     draft_config_problems,
     draft_config_to_json,
+    is_int,
     model_shape_fields,
     read_json,
+    rope_from_config,
 )
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.hub import resolve_model_dir
@@ -131,6 +134,29 @@ def draft_target_problems(config: DraftConfig, target_config: Mapping[str, Any],
             "the target's number of layers (vLLM numbering)"
         )
     return problems
+
+
+def draft_target_warnings(config: DraftConfig, target_config: Mapping[str, Any]) -> list[str]:
+    """Settings that load fine but are known to lower acceptance silently in SGLang and vLLM:
+    fewer positions than the target, another rope, another head shape."""
+    warnings = []
+    target_positions = target_config.get("max_position_embeddings")
+    if is_int(target_positions) and config.max_position_embeddings < target_positions:
+        warnings.append(
+            f"max_position_embeddings {config.max_position_embeddings} < the target's {target_positions}: "
+            "positions beyond it get rope the draft never saw (or the engine refuses long prompts)"
+        )
+    target_rope = rope_from_config(target_config)
+    if (config.rope_theta, config.rope_scaling) != target_rope:
+        warnings.append(
+            f"rope (theta {config.rope_theta}, scaling {json.dumps(config.rope_scaling)}) differs from the target's "
+            f"(theta {target_rope[0]}, scaling {json.dumps(target_rope[1])})"
+        )
+    target_shape = model_shape_fields(target_config) if all(target_config.get(key) for key in REQUIRED_TARGET_FIELDS[:4]) else {}
+    for key in ("head_dim", "num_attention_heads", "num_key_value_heads"):
+        if key in target_shape and getattr(config, key) != target_shape[key]:
+            warnings.append(f"{key} {getattr(config, key)} != the target's {target_shape[key]}")
+    return warnings
 
 
 def check_draft_against_target(config: DraftConfig, target_config: Mapping[str, Any]) -> None:

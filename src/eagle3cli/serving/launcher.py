@@ -232,8 +232,8 @@ def serve(
     """
     log_dir = prepare_output_dir(Path(config.log_dir), "--log-dir")
     python = resolve_vllm_python(config)
-    group = ServerGroup(plan_servers(config, python, visible_gpus()), config.host, log_dir)
-    with sigterm_raises():
+    with sigterm_raises(), served_draft(config, log_dir) as config:
+        group = ServerGroup(plan_servers(config, python, visible_gpus()), config.host, log_dir)
         try:
             group.start()
             on_status(f"started {len(group.servers)} vLLM server(s); logs in {group.log_dir}")
@@ -246,6 +246,20 @@ def serve(
             on_status("stopping the servers")
         finally:
             group.stop()
+
+
+@contextmanager
+def served_draft(config: ServeConfig, scratch: Path) -> Iterator[ServeConfig]:
+    """``config`` with its ``--speculative-config`` draft in a layout vLLM reads right: a local
+    draft of another layout (EAGLE, AngelSlim, ModelOpt) is converted to eagle3 for the servers' lifetime."""
+    model = (config.speculative_config or {}).get("model")
+    if not isinstance(model, str) or not Path(model).is_dir():
+        yield config
+        return
+    from eagle3cli.draft.convert import vllm_loadable
+
+    with vllm_loadable(Path(model), config.target_model, scratch) as served:
+        yield config.model_copy(update={"speculative_config": {**(config.speculative_config or {}), "model": str(served)}})
 
 
 def _spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:

@@ -9,8 +9,9 @@ fine-tune from the checkpoint — reads it back instead of recounting.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ class FrozenEmbedding(nn.Module):
 
 def build_draft(
     config: DraftConfig, vocab_map: VocabMap, embed_tokens: torch.Tensor, *, seed: int, init_draft: str | None,
-    target_head: tuple[torch.Tensor, torch.Tensor] | None = None,
+    target_head: tuple[torch.Tensor, torch.Tensor] | None = None, target_config: Mapping[str, Any] | None = None,
 ) -> Eagle3DraftModel:
     """A freshly initialised (seeded) or ``init_draft``-loaded draft with the map and embedding installed.
 
@@ -51,7 +52,7 @@ def build_draft(
     torch.manual_seed(seed)
     draft = Eagle3DraftModel(config)
     if init_draft is not None:
-        draft.load_state_dict(init_weights(Path(init_draft), config), strict=False)
+        draft.load_state_dict(init_weights(Path(init_draft), config, target_config), strict=False)
     draft.set_vocab_map(vocab_map.d2t, vocab_map.t2d)
     if target_head is not None:
         init_head(draft, *target_head)
@@ -85,11 +86,11 @@ def check_embedding(embed_tokens: torch.Tensor, config: DraftConfig) -> None:
         )
 
 
-def init_weights(directory: Path, config: DraftConfig) -> dict[str, torch.Tensor]:
-    """The trainable weights of an existing draft checkpoint, checked to fit ``config``."""
+def init_weights(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The trainable weights of an existing draft checkpoint (any layout), checked to fit ``config``."""
     from eagle3cli.draft.checkpoint import load_checkpoint
 
-    source = load_checkpoint(directory)
+    source = load_checkpoint(directory, target_config=target_config)
     if (source.config.aux_layer_ids, source.config.hidden_size, source.config.vocab_size, source.config.fc_norm) != (
         config.aux_layer_ids, config.hidden_size, config.vocab_size, config.fc_norm,
     ) or source.config.draft_vocab_size != config.draft_vocab_size:
@@ -103,11 +104,11 @@ def init_weights(directory: Path, config: DraftConfig) -> dict[str, torch.Tensor
     return {key: value for key, value in source.state_dict().items() if not key.startswith("embed_tokens")}
 
 
-def init_vocab_map(directory: Path) -> VocabMap:
-    """The frozen map of an ``--init-draft`` checkpoint."""
+def init_vocab_map(directory: Path, target_config: Mapping[str, Any] | None = None) -> VocabMap:
+    """The frozen map of an ``--init-draft`` checkpoint (any layout)."""
     from eagle3cli.draft.checkpoint import load_checkpoint
 
-    draft = load_checkpoint(directory)
+    draft = load_checkpoint(directory, target_config=target_config)
     return VocabMap(d2t=draft.d2t.clone(), t2d=draft.t2d.clone())
 
 

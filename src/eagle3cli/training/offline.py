@@ -169,6 +169,7 @@ def open_checked_dumps(
 
 
 def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> TrainingInputs:
+    from eagle3cli.draft.derive import read_target_config
     from eagle3cli.target_weights import read_embed_tokens, read_final_norm, read_lm_head
 
     train_dump, eval_dump, draft_config, target_dir = open_checked_dumps(config)
@@ -184,6 +185,7 @@ def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> Training
         count_vocab_map=lambda: dump_vocab_map(train_dump, draft_config),
         train_data_sha256=dump_data_sha256(train_dump, config.num_samples),
         final_norm=read_final_norm(target_dir, config.embed_key) if config.init_head_from_target else None,
+        target_config=read_target_config(target_dir),
     )
 
 

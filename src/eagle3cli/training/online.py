@@ -122,7 +122,7 @@ def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingIn
     from eagle3cli.dump.compute import load_target
     from eagle3cli.hub import load_tokenizer, resolve_model_dir
 
-    draft_config, _ = resolve_online_draft_config(config)
+    draft_config, target_config = resolve_online_draft_config(config)
     directory = resolve_model_dir(config.target_model)
     tokenizer = load_tokenizer(str(directory), trust_remote_code=config.trust_remote_code)
     validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
@@ -147,6 +147,7 @@ def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingIn
         count_vocab_map=count_vocab_map,
         train_data_sha256=samples_sha256(train_samples),
         final_norm=base_model(target).norm.weight.detach() if config.init_head_from_target else None,
+        target_config=target_config,
     )
 
 

@@ -87,6 +87,7 @@ class TrainingInputs:
     count_vocab_map: Callable[[], VocabMap]  # called on process 0 when no map exists yet
     train_data_sha256: str  # identifies the training samples: a resume must train on the same
     final_norm: torch.Tensor | None = None  # [hidden], the target's, when the draft head starts from the target's
+    target_config: dict[str, Any] | None = None  # fills what an --init-draft of another layout leaves out
 
 
 @dataclass
@@ -201,7 +202,7 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     inputs.lm_head = None  # the split holds its rows; the full matrix (~1 GiB for an 8B target) is let go
     head = (target_head.draft_rows, inputs.final_norm) if config.init_head_from_target else None
     draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init_draft=config.init_draft,
-                        target_head=head)
+                        target_head=head, target_config=inputs.target_config)
     module = DraftTrainingModule(draft, config)
     parameters = [parameter for parameter in module.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -226,7 +227,7 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
 def run_vocab_map(config: TrainHyperParameters, output_dir: Path, inputs: TrainingInputs, accelerator: Any) -> VocabMap:
     count = inputs.count_vocab_map
     if config.init_draft is not None:
-        count = lambda: init_vocab_map(Path(config.init_draft))  # noqa: E731  # fine-tune keeps its map
+        count = lambda: init_vocab_map(Path(config.init_draft), inputs.target_config)  # noqa: E731  # fine-tune keeps its map
     return shared_vocab_map(
         output_dir, inputs.draft_config, is_main_process=accelerator.is_main_process,
         wait_for_everyone=accelerator.wait_for_everyone, compute=count,
