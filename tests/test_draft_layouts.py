@@ -42,12 +42,12 @@ def target_dir(tmp_path: Path) -> Path:
     return tmp_path / "target"
 
 
-def draft_state(target_dir: Path, *, aux_layer_ids=(1, 3, 6), dtype=torch.bfloat16) -> tuple:
+def draft_state(target_dir: Path, *, aux_layer_ids=(1, 3, 6), dtype=torch.bfloat16, draft_vocab_size=DRAFT_VOCAB_SIZE) -> tuple:
     """A draft whose every tensor is distinct (random norms, a non-trivial map), in ``dtype``."""
-    config = derive_draft_config(read_target_config(target_dir), draft_vocab_size=DRAFT_VOCAB_SIZE, aux_layer_ids=aux_layer_ids)
+    config = derive_draft_config(read_target_config(target_dir), draft_vocab_size=draft_vocab_size, aux_layer_ids=aux_layer_ids)
     torch.manual_seed(0)
     model = Eagle3DraftModel(config)
-    vocab_map = build_vocab_map(torch.randperm(VOCAB_SIZE), DRAFT_VOCAB_SIZE)
+    vocab_map = build_vocab_map(torch.randperm(VOCAB_SIZE), draft_vocab_size)
     model.set_vocab_map(vocab_map.d2t, vocab_map.t2d)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -121,8 +121,8 @@ def eagle_original(directory: Path, target_dir: Path) -> tuple:
     directory.mkdir()
     torch.save(state, directory / "pytorch_model.bin")
     data = draft_config_to_json(config)
-    for key in ("eagle_aux_hidden_state_layer_ids", "eagle_config", "target_hidden_size", "rope_theta", "rope_scaling"):
-        del data[key]  # no rope either: the target's is taken
+    for key in ("eagle_aux_hidden_state_layer_ids", "eagle_config", "target_hidden_size", "rms_norm_eps"):
+        del data[key]
     (directory / "config.json").write_text(json.dumps(data))
     return config, state
 
@@ -147,7 +147,7 @@ def test_an_eagle_original_reads_with_the_targets_default_layers(tmp_path: Path,
     read_config, tensors, read = read_checkpoint(tmp_path / "eagle", target_config=read_target_config(target_dir))
     assert read_config == config and read.layout == "eagle"
     assert all(torch.equal(tensors[key], value) for key, value in state.items())
-    assert any("default [2, N // 2, N - 3]" in note for note in read.notes) and "rope settings taken from the target" in read.notes
+    assert any("default [2, N // 2, N - 3]" in note for note in read.notes)
     converted = convert_draft(tmp_path / "eagle", "eagle3", tmp_path / "out", target_config=read_target_config(target_dir))
     assert json.loads((converted.output_dir / "config.json").read_text())["eagle_aux_hidden_state_layer_ids"] == [2, 4, 5]
 
@@ -234,7 +234,7 @@ def test_unwritable_values_are_refused(tmp_path: Path, eagle3_dir: Path, target_
     normed = save_checkpoint(tmp_path / "normed", state, config)
     with pytest.raises(Eagle3Error, match="ModelOpt's layout has no fc_norm"):
         convert_draft(normed, "modelopt", tmp_path / "modelopt")
-    assert not (tmp_path / "modelopt").exists()  # nothing half-written
+    assert not any(path.name.startswith(".modelopt") or path.name == "modelopt" for path in tmp_path.iterdir())  # nothing half-written
     spec = convert_draft(normed, "speculators", tmp_path / "spec", target_config=read_target_config(target_dir), target_name="t")
     assert json.loads((spec.output_dir / "config.json").read_text())["fc_norm"] is True
     assert_same_draft(normed, spec.output_dir)
@@ -295,6 +295,8 @@ def test_serve_hands_vllm_a_converted_draft_only_when_it_needs_one(tmp_path: Pat
             assert (served.speculative_config["model"] != model) == converted
             if converted:
                 assert detect_layout(Path(served.speculative_config["model"])) == "eagle3"
+        if converted:
+            assert not Path(served.speculative_config["model"]).exists()  # the conversion is removed afterwards
 
 
 def test_init_draft_takes_any_layout(tmp_path: Path, target_dir: Path) -> None:
@@ -306,3 +308,27 @@ def test_init_draft_takes_any_layout(tmp_path: Path, target_dir: Path) -> None:
     assert all(torch.equal(weights[key], state[key].float()) for key in state if key not in ("d2t", "t2d"))
     vocab_map = init_vocab_map(tmp_path / "eagle", target_config)
     assert torch.equal(vocab_map.d2t, state["d2t"]) and torch.equal(vocab_map.t2d, state["t2d"])
+
+
+def test_modelopt_drops_an_all_zero_d2t_and_gets_it_back(tmp_path: Path, target_dir: Path) -> None:
+    config, state = draft_state(target_dir, draft_vocab_size=VOCAB_SIZE)  # the full vocabulary: d2t is all zeros
+    del state["embed_tokens.weight"]
+    full = save_checkpoint(tmp_path / "full", state, config)
+    modelopt = convert_draft(full, "modelopt", tmp_path / "modelopt").output_dir
+    assert not {"d2t", "t2d"} & load_file(modelopt / "model.safetensors").keys()  # as ModelOpt writes it
+    assert_same_draft(full, convert_draft(modelopt, "eagle3", tmp_path / "back").output_dir)
+
+
+def test_vllm_numbered_ids_alone_are_enough(tmp_path: Path, eagle3_dir: Path) -> None:
+    data = json.loads((eagle3_dir / "config.json").read_text())
+    del data["eagle_config"]
+    (eagle3_dir / "config.json").write_text(json.dumps(data))
+    report = inspect_checkpoint(eagle3_dir)
+    assert report.layout == "eagle" and report.problems == [] and report.config.aux_layer_ids == (1, 3, 6)
+
+
+def test_convert_never_writes_over_its_source(tmp_path: Path, eagle3_dir: Path) -> None:
+    for output in (tmp_path, eagle3_dir, eagle3_dir / "inner"):
+        with pytest.raises(Eagle3Error, match="holds or is inside the source"):
+            convert_draft(eagle3_dir, "modelopt", output, overwrite=True)
+    assert detect_layout(eagle3_dir) == "eagle3"

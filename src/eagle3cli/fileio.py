@@ -144,12 +144,26 @@ def staged_directory(output_dir: Path) -> Iterator[Path]:
         with writing(output_dir):
             yield staging
             share_tree(staging)  # mkdtemp and save_file make 0700/0600: a vLLM run by another user could not read it
-            if output_dir.exists():
-                shutil.rmtree(output_dir)
-            staging.rename(output_dir)
+            _replace_directory(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _replace_directory(new: Path, old: Path) -> None:
+    """Rename ``new`` to ``old``; an existing ``old`` is moved aside first and put back if the rename fails."""
+    if not old.exists():
+        new.rename(old)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{old.name}.old.", dir=old.parent)) / old.name
+    old.rename(aside)
+    try:
+        new.rename(old)
+    except BaseException:
+        aside.rename(old)
+        raise
+    finally:
+        shutil.rmtree(aside.parent, ignore_errors=True)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

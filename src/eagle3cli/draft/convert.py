@@ -64,8 +64,9 @@ def convert_draft(
     source, output_dir = Path(source), Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise Eagle3Error(f"{output_dir} already exists", hint="pass --overwrite to replace it, or another --output-dir")
-    if output_dir.resolve() == source.resolve():
-        raise Eagle3Error(f"--output-dir {output_dir} is the source folder", hint="write the converted draft elsewhere")
+    inside = (output_dir.resolve(), source.resolve())
+    if inside[0] == inside[1] or inside[0] in inside[1].parents or inside[1] in inside[0].parents:
+        raise Eagle3Error(f"--output-dir {output_dir} holds or is inside the source {source}", hint="write the converted draft elsewhere")
     config, tensors, read = read_checkpoint(source, target_config=target_config)
     if target_config is not None:
         problems = draft_config_problems(config) + draft_target_problems(config, target_config, has_embed="embed_tokens.weight" in tensors)

@@ -54,6 +54,7 @@ LAYOUTS = ("eagle3", "eagle", "angelslim", "speculators", "modelopt")
 WRITABLE_LAYOUTS = ("eagle3", "speculators", "modelopt")
 ANGELSLIM_ARCHITECTURE = "Eagle3LlamaForCausalLM"
 ANGELSLIM_LAYER_IDS_KEY = "aux_hidden_states_layer_ids"
+LLAMA_RMS_NORM_EPS = 1e-6
 MODELOPT_SWITCHES = ("use_input_layernorm_in_first_layer", "use_last_layernorm", "use_mtp_layernorm")
 # ModelOpt's switches for the one-layer EAGLE-3 draft the project's model implements.
 MODELOPT_EAGLE_CONFIG = {"use_input_layernorm_in_first_layer": True, "use_last_layernorm": True, "use_mtp_layernorm": False}
@@ -107,7 +108,8 @@ def detect_layout(directory: Path) -> str | None:
     elif architectures == [ANGELSLIM_ARCHITECTURE]:
         layout = "angelslim"
     elif architectures == [ARCHITECTURE]:
-        layout = "eagle3" if VLLM_LAYER_IDS_KEY in raw and has_safetensors and not has_pickle else "eagle"
+        both_numberings = VLLM_LAYER_IDS_KEY in raw and VLLM_LAYER_IDS_KEY in eagle_config
+        layout = "eagle3" if both_numberings and (directory / SAFETENSORS_FILE).is_file() and not has_pickle else "eagle"
     if layout is not None and (has_safetensors or (has_pickle and layout in ("eagle", "angelslim"))):
         return layout
     return None
@@ -156,6 +158,9 @@ def read_layout(directory: Path, *, target_config: Mapping[str, Any] | None = No
     fields = _speculators_fields(raw, read) if layout == "speculators" else dict(raw)
     if layout == "modelopt":
         _check_modelopt_switches(raw)
+    eagle_config = raw.get(EAGLE_CONFIG_KEY)
+    if isinstance(eagle_config, Mapping) and eagle_config.get("use_aux_hidden_state") is False:
+        raise Eagle3Error("config.json: eagle_config.use_aux_hidden_state is false: an EAGLE-1/2 draft, not EAGLE-3")
     read.config = _project_config(fields, read, target_config)
     read.config[VLLM_LAYER_IDS_KEY] = _layer_ids(layout, raw, fields, read, num_target_layers(target_config))
     read.config[EAGLE_CONFIG_KEY] = {
@@ -266,12 +271,15 @@ def _project_config(fields: dict[str, Any], read: LayoutRead, target_config: Map
     if "lm_head.weight" in read.tensors and config.get("draft_vocab_size") is None:
         config["draft_vocab_size"] = read.tensors["lm_head.weight"].shape[0]
         read.notes.append("draft_vocab_size taken from lm_head.weight")
-    if "fc.weight" in read.tensors and config.get("target_hidden_size") is None:
+    if "fc.weight" in read.tensors and read.tensors["fc.weight"].ndim == 2 and config.get("target_hidden_size") is None:
         config["target_hidden_size"] = read.tensors["fc.weight"].shape[1] // 3
-    if not any(key in config for key in ("rope_theta", "rope_parameters")) and target_config is not None:
-        config.update({key: target_config[key] for key in ("rope_theta", "rope_scaling", "rope_parameters") if key in target_config})
-        read.notes.append("rope settings taken from the target")
-    for key in ("vocab_size", "max_position_embeddings", "rms_norm_eps"):
+    # Absent rope and norm epsilon are what every engine reads then (LlamaConfig's defaults: theta
+    # 10000, no scaling, eps 1e-6), so the draft keeps behaving as it was served; inspect warns
+    # when they differ from the target's.
+    if config.get("rms_norm_eps") is None:
+        config["rms_norm_eps"] = LLAMA_RMS_NORM_EPS
+        read.notes.append(f"rms_norm_eps is LlamaConfig's default {LLAMA_RMS_NORM_EPS} (the engines read that)")
+    for key in ("vocab_size", "max_position_embeddings"):
         if config.get(key) is None:
             if target_config is None or target_config.get(key) is None:
                 raise Eagle3Error(f"config.json lacks {key}", hint="pass --target-model to take it from the target")

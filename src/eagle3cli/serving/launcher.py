@@ -232,20 +232,24 @@ def serve(
     """
     log_dir = prepare_output_dir(Path(config.log_dir), "--log-dir")
     python = resolve_vllm_python(config)
-    with sigterm_raises(), served_draft(config, log_dir) as config:
-        group = ServerGroup(plan_servers(config, python, visible_gpus()), config.host, log_dir)
+    with sigterm_raises():
         try:
-            group.start()
-            on_status(f"started {len(group.servers)} vLLM server(s); logs in {group.log_dir}")
-            group.wait_ready(config.ready_timeout, poll_interval_s=poll_interval_s)
-            on_ready(group.endpoints())
-            while True:
-                group.check_alive()
-                time.sleep(poll_interval_s)
-        except (KeyboardInterrupt, StopRequested):
-            on_status("stopping the servers")
-        finally:
-            group.stop()
+            with served_draft(config, log_dir) as config:  # the servers stop before a converted draft is removed
+                group = ServerGroup(plan_servers(config, python, visible_gpus()), config.host, log_dir)
+                try:
+                    group.start()
+                    on_status(f"started {len(group.servers)} vLLM server(s); logs in {group.log_dir}")
+                    group.wait_ready(config.ready_timeout, poll_interval_s=poll_interval_s)
+                    on_ready(group.endpoints())
+                    while True:
+                        group.check_alive()
+                        time.sleep(poll_interval_s)
+                except (KeyboardInterrupt, StopRequested):
+                    on_status("stopping the servers")
+                finally:
+                    group.stop()
+        except (KeyboardInterrupt, StopRequested):  # while the draft was being converted: no server yet
+            on_status("stopped before any server started")
 
 
 @contextmanager
