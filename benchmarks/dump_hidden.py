@@ -38,9 +38,9 @@ from eagle3cli.capture import base_model  # noqa: E402
 from eagle3cli.config import DumpHiddenConfig  # noqa: E402
 from eagle3cli.dump.compute import load_target  # noqa: E402
 from eagle3cli.target.loading import resolve_device  # noqa: E402
-from eagle3cli.dump.plan import shard_inputs, token_batches, tokenize_records  # noqa: E402
+from eagle3cli.dump.plan import INDEX_BYTES_PER_TOKEN, bytes_per_token, shard_inputs, token_batches, tokenize_records  # noqa: E402
 from eagle3cli.dump.runner import dump_hidden  # noqa: E402
-from eagle3cli.dump.shard_file import DUMP_DTYPES  # noqa: E402
+from eagle3cli.dump.shard_file import DUMP_DTYPES, compute_dtype  # noqa: E402
 from eagle3cli.dump.target import prepare_target  # noqa: E402
 from eagle3cli.dump.writer import NUM_WRITER_THREADS  # noqa: E402
 
@@ -93,11 +93,11 @@ def build_target(directory: Path, args: argparse.Namespace) -> Path:
         vocab_size=len(tokenizer), hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
         num_hidden_layers=args.num_layers, num_attention_heads=args.num_heads, num_key_value_heads=args.num_kv_heads,
         head_dim=args.hidden_size // args.num_heads, max_position_embeddings=max(4096, args.max_length),
-        tie_word_embeddings=False, dtype=args.dtype,
+        tie_word_embeddings=False, dtype=str(compute_dtype(DUMP_DTYPES[args.dtype])).removeprefix("torch."),
     )
     torch.manual_seed(0)
     default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(DUMP_DTYPES[args.dtype])  # initialise in the target dtype: half the memory of float32
+    torch.set_default_dtype(compute_dtype(DUMP_DTYPES[args.dtype]))  # initialise in the target dtype: half the memory of float32
     try:
         with torch.device(resolve_device(args.device, 0)):
             model = Qwen3ForCausalLM(config)
@@ -132,7 +132,7 @@ def bare_forward_tokens_per_s(config: DumpHiddenConfig) -> float:
     """The base model over the dump's batches: pre-tokenised, no hooks, no copies, no writes."""
     target = prepare_target(config)
     device = resolve_device(config.device, 0)
-    model = load_target(target.directory, dtype=DUMP_DTYPES[config.dtype], device=device, trust_remote_code=False)
+    model = load_target(target.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype]), device=device, trust_remote_code=False)
     stack = base_model(model)
     batches = []
     for shard in shard_inputs(config):
@@ -196,7 +196,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     bare_after = bare_forward_tokens_per_s(config)
     bare = max(bare_before, bare_after)
     manifest = summary.manifest
-    hidden_size, itemsize = args.hidden_size, DUMP_DTYPES[args.dtype].itemsize
+    hidden_size = args.hidden_size
+    hidden_bytes = bytes_per_token(hidden_size, DUMP_DTYPES[args.dtype]) - INDEX_BYTES_PER_TOKEN  # states (+ float8 scales)
     return {
         "device": torch.cuda.get_device_name() if resolve_device(args.device, 0).type == "cuda" else "cpu",
         "torch_threads": torch.get_num_threads(),
@@ -211,8 +212,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "dump_loop_s": round(summary.elapsed_s, 2),
         "loop_overhead": round(1 - summary.tokens_per_s / bare, 4),
         "bytes_per_token": round(manifest["num_bytes"] / manifest["num_tokens"], 2),
-        "hidden_bytes_per_token": itemsize * 4 * hidden_size,
-        "index_bytes_per_token": round(manifest["num_bytes"] / manifest["num_tokens"] - itemsize * 4 * hidden_size, 2),
+        "hidden_bytes_per_token": hidden_bytes,
+        "index_bytes_per_token": round(manifest["num_bytes"] / manifest["num_tokens"] - hidden_bytes, 2),
         "shard_size": args.shard_size,
         "num_writer_threads": NUM_WRITER_THREADS,
         "io": io_rates(work),

@@ -176,7 +176,7 @@ class ServeConfig(StageConfig):
     extra_args: list[str] = Field(default_factory=list, description="More vLLM server arguments, passed through unchanged.")
 
 
-DumpDtype = Literal["bfloat16", "float16", "float32"]
+DumpDtype = Literal["bfloat16", "float16", "float32", "float8_e4m3fn"]
 DUMP_BACKENDS = ("hf",)
 
 
@@ -201,7 +201,7 @@ class DumpHiddenConfig(StageConfig):
     max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
     enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
     system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
-    dtype: DumpDtype = Field("bfloat16", description="Dtype of the target forward and of the stored hidden states.")
+    dtype: DumpDtype = Field("bfloat16", description="Dtype of the target forward and of the stored hidden states; float8_e4m3fn stores them with a float32 scale per token and capture layer (4H + 21 bytes per token against bf16's 8H + 5; the target runs in bfloat16).")
     batch_tokens: int | None = Field(None, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone); default: 16384 on a GPU, 2048 on a CPU (2.4x the tokens/s of 16384 there).")
     shard_size: int = Field(128, gt=0, description="Samples per shard (by position in the data); shards are the unit of resume and of work per process.")
     num_samples: int | None = Field(None, gt=0, description="Dump only the first N valid records.")

@@ -4,7 +4,8 @@ The reader API is what training imports::
 
     from eagle3cli.dump import open_dump
     dump = open_dump(path)
-    for sample in dump.iter_samples(): ...
+    for sample in dump.iter_samples():
+        aux_hidden, last_hidden = sample.states(torch.bfloat16)  # decoded when the dump is float8
 
 The writer lives in :mod:`eagle3cli.dump.runner` (it imports the model stack lazily).
 """

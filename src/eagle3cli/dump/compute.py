@@ -16,7 +16,7 @@ from torch import nn
 
 from eagle3cli.capture import capture_hidden_states
 from eagle3cli.dump.plan import TokenizedSample, token_batches
-from eagle3cli.dump.shard_file import HiddenSample
+from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
 from eagle3cli.target import loading
 
 # Default forward budgets (benchmarks/RESULTS.md, "dump-hidden on a CPU"): on a 2-core CPU a
@@ -89,8 +89,15 @@ def forward_batch(
         states = capture_hidden_states(
             model, input_ids.to(device), aux_layer_ids=aux_layer_ids, attention_mask=attention_mask.to(device)
         )
-        aux_hidden = transfer.copy(states.aux_hidden.flatten(0, 1).index_select(0, real).to(dtype))  # [real, 3 * H]
-        last_hidden = transfer.copy(states.last_hidden.flatten(0, 1).index_select(0, real).to(dtype))  # [real, H]
+        aux_hidden = states.aux_hidden.flatten(0, 1).index_select(0, real)  # [real, 3 * H]
+        last_hidden = states.last_hidden.flatten(0, 1).index_select(0, real)  # [real, H]
+        if dtype == FP8:  # quantised on the device: half the bytes cross to the host
+            aux_hidden, aux_scales = quantize(aux_hidden, NUM_AUX_STATES)
+            last_hidden, last_scales = quantize(last_hidden, 1)
+            aux_scales, last_scales = transfer.copy(aux_scales).split(lengths), transfer.copy(last_scales).split(lengths)
+        else:
+            aux_scales = last_scales = [None] * len(samples)
+        aux_hidden, last_hidden = transfer.copy(aux_hidden.to(dtype)), transfer.copy(last_hidden.to(dtype))
     return [
         HiddenSample(
             sample_index=sample.sample_index,
@@ -99,8 +106,12 @@ def forward_batch(
             loss_mask=torch.tensor(sample.loss_mask, dtype=torch.uint8),
             aux_hidden=aux,
             last_hidden=last,
+            aux_scale=aux_scale,
+            last_scale=last_scale,
         )
-        for sample, aux, last in zip(samples, aux_hidden.split(lengths), last_hidden.split(lengths))
+        for sample, aux, last, aux_scale, last_scale in zip(
+            samples, aux_hidden.split(lengths), last_hidden.split(lengths), aux_scales, last_scales
+        )
     ]
 
 

@@ -50,6 +50,8 @@ TENSOR_LAYOUT = {
     "sample_indices": "int64 [N]",
     "loss_token_ids": "int64 [U]",
     "loss_token_counts": "int64 [U]",
+    "aux_scale": "float32 [T, 3], float8 dumps only (state = value * scale)",
+    "last_scale": "float32 [T, 1], float8 dumps only",
 }
 
 

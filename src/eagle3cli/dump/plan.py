@@ -26,7 +26,7 @@ from eagle3cli.data.readers import ReadStats
 from eagle3cli.data.records import Conversation
 from eagle3cli.dump.distributed import Processes
 from eagle3cli.dump.manifest import read_record, record_verifies, records_sha256
-from eagle3cli.dump.shard_file import DUMP_DTYPES
+from eagle3cli.dump.shard_file import DUMP_DTYPES, FP8, NUM_AUX_STATES
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import format_bytes
@@ -189,8 +189,10 @@ def token_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
 
 
 def bytes_per_token(hidden_size: int, dtype: torch.dtype) -> int:
-    """Bytes one token costs in a shard: ``aux_hidden`` + ``last_hidden`` + ids and mask."""
-    return 4 * hidden_size * dtype.itemsize + INDEX_BYTES_PER_TOKEN
+    """Bytes one token costs in a shard: ``aux_hidden`` + ``last_hidden`` (+ their float32
+    scales in a float8 dump) + ids and mask."""
+    scales = (NUM_AUX_STATES + 1) * 4 if dtype == FP8 else 0
+    return 4 * hidden_size * dtype.itemsize + scales + INDEX_BYTES_PER_TOKEN
 
 
 def estimate_bytes(*, num_tokens: int, num_samples: int, num_shards: int, hidden_size: int, dtype: torch.dtype) -> int:

@@ -10,7 +10,8 @@
     vocab_map = dump.vocab_map()                    # d2t / t2d, checked against the target sizes
 
 Tensors come back as stored: ``input_ids [T] int32``, ``loss_mask [T] uint8``,
-``aux_hidden [T, 3H]`` and ``last_hidden [T, H]`` in the dump dtype. Nothing is unpickled.
+``aux_hidden [T, 3H]`` and ``last_hidden [T, H]`` in the dump dtype (float8 dumps add their
+scales, see :func:`eagle3cli.dump.shard_file.dequantize`). Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from eagle3cli.dump.manifest import DRAFT_CONFIG_FILE, MANIFEST_FILE, ShardRecor
 from eagle3cli.dump.shard_file import (
     DUMP_DTYPES,
     FORMAT_VERSION,
+    FP8,
     HiddenSample,
     read_shard_file,
     sha256_file,
@@ -122,6 +124,8 @@ class HiddenStateDump:
                 loss_mask=handle.get_slice("loss_mask")[start:end],
                 aux_hidden=handle.get_slice("aux_hidden")[start:end],
                 last_hidden=handle.get_slice("last_hidden")[start:end],
+                aux_scale=handle.get_slice("aux_scale")[start:end] if self.dtype == FP8 else None,
+                last_scale=handle.get_slice("last_scale")[start:end] if self.dtype == FP8 else None,
             )
 
     def vocab_map(self) -> VocabMap:

@@ -49,7 +49,7 @@ from eagle3cli.dump.plan import (
     tokenize_records,
 )
 from eagle3cli.dump.prefetch import prefetched
-from eagle3cli.dump.shard_file import DUMP_DTYPES
+from eagle3cli.dump.shard_file import DUMP_DTYPES, compute_dtype
 from eagle3cli.dump.target import DumpTarget, manifest_header, prepare_target
 from eagle3cli.dump.vocab_counts import write_vocab_map
 from eagle3cli.dump.writer import ShardWriter
@@ -160,10 +160,10 @@ class WriteResult:
 
 
 def load_model(config: DumpHiddenConfig, target: DumpTarget, processes: Processes) -> torch.nn.Module:
-    """The target on this process's device, in the dump dtype."""
+    """The target on this process's device, in the dump dtype (bfloat16 for a float8 dump)."""
     device = resolve_device(config.device, processes.local_rank)
     return load_target(
-        target.directory, dtype=DUMP_DTYPES[config.dtype], device=device, trust_remote_code=config.trust_remote_code
+        target.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype]), device=device, trust_remote_code=config.trust_remote_code
     )
 
 

@@ -7,8 +7,12 @@ loss-masked token ids), ordered by item size so every tensor starts aligned:
 - ``sample_indices int64 [N]`` — each sample's position in the data (the global sample index)
 - ``loss_token_ids int64 [U]``, ``loss_token_counts int64 [U]`` — frequencies of loss-masked
   target ids, so the vocab map can be rebuilt exactly from the shards
-- ``input_ids int32 [T]``, ``aux_hidden [T, 3H]``, ``last_hidden [T, H]`` (dump dtype),
-  ``loss_mask uint8 [T]``
+- ``input_ids int32 [T]``
+- float8 dumps only, here so every tensor stays aligned: ``aux_scale float32 [T, 3]`` (one per
+  token and capture layer: the layers' scales differ ~25x in small targets) and
+  ``last_scale float32 [T, 1]``; a state is ``float8 value * scale`` (:func:`dequantize`,
+  :meth:`HiddenSample.states`), the scale ``max |x| / 448`` over its token's capture-layer block
+- ``aux_hidden [T, 3H]``, ``last_hidden [T, H]`` (dump dtype), ``loss_mask uint8 [T]``
 
 Metadata: ``format``, ``format_version`` and ``sample_ids`` (JSON list of record ids).
 
@@ -41,8 +45,12 @@ SAFETENSORS_DTYPES = {
     torch.int64: "I64",
     torch.int32: "I32",
     torch.uint8: "U8",
+    torch.float8_e4m3fn: "F8_E4M3",
 }
-DUMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+DUMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "float8_e4m3fn": FP8}
+NUM_AUX_STATES = 3
 HASH_CHUNK_BYTES = 16 << 20
 
 
@@ -56,10 +64,39 @@ class HiddenSample:
     loss_mask: torch.Tensor  # [T] uint8
     aux_hidden: torch.Tensor  # [T, 3 * H]
     last_hidden: torch.Tensor  # [T, H]
+    aux_scale: torch.Tensor | None = None  # [T, 3] float32, float8 dumps only
+    last_scale: torch.Tensor | None = None  # [T, 1] float32, float8 dumps only
 
     @property
     def num_tokens(self) -> int:
         return self.input_ids.numel()
+
+    def states(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(aux_hidden, last_hidden)`` in ``dtype``, decoded when the dump stores float8."""
+        if self.aux_scale is None or self.last_scale is None:
+            return self.aux_hidden.to(dtype), self.last_hidden.to(dtype)
+        return dequantize(self.aux_hidden, self.aux_scale, dtype), dequantize(self.last_hidden, self.last_scale, dtype)
+
+
+def compute_dtype(dump_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the target runs in for a dump stored in ``dump_dtype``."""
+    return torch.bfloat16 if dump_dtype == FP8 else dump_dtype
+
+
+def quantize(states: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[..., groups * H]`` → float8 ``[..., groups * H]`` and float32 scales ``[..., groups]``:
+    each group of each row scaled so its largest magnitude is float8's largest finite value."""
+    grouped = states.to(torch.float32, copy=True).unflatten(-1, (groups, -1))  # the one float32 copy (never the input)
+    amax = grouped.abs().amax(-1)
+    scale = torch.where(amax > 0, amax / FP8_MAX, 1.0)  # an all-zero block keeps a normal scale
+    values = grouped.div_(scale[..., None]).clamp_(-FP8_MAX, FP8_MAX).to(FP8)
+    return values.flatten(-2), scale
+
+
+def dequantize(values: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Inverse of :func:`quantize`, in ``dtype``."""
+    grouped = values.float().unflatten(-1, (scale.shape[-1], -1))
+    return (grouped * scale[..., None]).flatten(-2).to(dtype)
 
 
 @dataclass(frozen=True)
@@ -103,12 +140,17 @@ def shard_tensors(samples: Sequence[HiddenSample], *, hidden_size: int, dtype: t
         shape = (num_tokens,) if width is None else (num_tokens, width)
         return TensorParts(tensor_dtype, shape, [getattr(sample, field) for sample in samples])
 
+    scales = {
+        "aux_scale": per_sample("aux_scale", torch.float32, NUM_AUX_STATES),
+        "last_scale": per_sample("last_scale", torch.float32, 1),
+    } if dtype == FP8 else {}
     return {
         "sample_offsets": whole(offsets),
         "sample_indices": whole(torch.tensor([s.sample_index for s in samples], dtype=torch.int64)),
         "loss_token_ids": whole(token_ids),
         "loss_token_counts": whole(token_counts),
         "input_ids": per_sample("input_ids", torch.int32, None),
+        **scales,  # float32 before the (possibly 1-byte) states keeps every tensor aligned
         "aux_hidden": per_sample("aux_hidden", dtype, 3 * hidden_size),
         "last_hidden": per_sample("last_hidden", dtype, hidden_size),
         "loss_mask": per_sample("loss_mask", torch.uint8, None),
@@ -211,19 +253,24 @@ def shard_problems(tensors: dict[str, torch.Tensor], metadata: dict[str, str], *
     if metadata.get("format") != FORMAT_NAME or metadata.get("format_version") != str(FORMAT_VERSION):
         found = f"{metadata.get('format')} v{metadata.get('format_version')}"
         return [f"format {found}, expected {FORMAT_NAME} v{FORMAT_VERSION}"]
-    missing = [name for name in EXPECTED_SHAPES if name not in tensors]
+    expected_shapes = EXPECTED_SHAPES | (SCALE_SHAPES if tensors.get("aux_hidden", torch.empty(0)).dtype == FP8 else {})
+    missing = [name for name in expected_shapes if name not in tensors]
     if missing:
         return [f"missing tensors {', '.join(missing)}"]
     num_tokens, num_samples = tensors["input_ids"].shape[0], tensors["sample_indices"].shape[0]
     sizes = {
         "N": num_samples, "N+1": num_samples + 1, "T": num_tokens, "H": hidden_size, "3H": 3 * hidden_size,
-        "U": tensors["loss_token_ids"].shape[0],
+        "U": tensors["loss_token_ids"].shape[0], "3": NUM_AUX_STATES, "1": 1,
     }
     problems = []
-    for name, dims in EXPECTED_SHAPES.items():
+    for name, dims in expected_shapes.items():
         expected = [sizes[dim] for dim in dims]
         if list(tensors[name].shape) != expected:
             problems.append(f"{name} has shape {list(tensors[name].shape)}, expected {expected}")
+    if any(tensors[name].dtype != torch.float32 for name in SCALE_SHAPES if name in expected_shapes):
+        problems.append("its float8 scales are not float32")
+    if tensors["last_hidden"].dtype != tensors["aux_hidden"].dtype:
+        problems.append(f"last_hidden is {tensors['last_hidden'].dtype}, aux_hidden {tensors['aux_hidden'].dtype}")
     offsets = tensors["sample_offsets"]
     if not problems and (int(offsets[0]) != 0 or int(offsets[-1]) != num_tokens or bool((offsets.diff() < 0).any())):
         problems.append("sample_offsets do not split the tokens into samples")
@@ -242,6 +289,7 @@ EXPECTED_SHAPES = {
     "last_hidden": ("T", "H"),
     "loss_mask": ("T",),
 }
+SCALE_SHAPES = {"aux_scale": ("T", "3"), "last_scale": ("T", "1")}
 
 
 def split_samples(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> list[HiddenSample]:
@@ -256,6 +304,8 @@ def split_samples(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) ->
             loss_mask=tensors["loss_mask"][start:end],
             aux_hidden=tensors["aux_hidden"][start:end],
             last_hidden=tensors["last_hidden"][start:end],
+            aux_scale=tensors["aux_scale"][start:end] if "aux_scale" in tensors else None,
+            last_scale=tensors["last_scale"][start:end] if "last_scale" in tensors else None,
         )
         for i, (start, end) in enumerate(zip(offsets, offsets[1:]))
     ]

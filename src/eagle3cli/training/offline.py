@@ -23,6 +23,7 @@ from eagle3cli.config import OfflineTrainConfig
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.vocab import VocabMap
 from eagle3cli.dump import HiddenStateDump, open_dump
+from eagle3cli.dump.shard_file import FP8, HiddenSample, dequantize
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.training.batches import attention_mask_for, pad_right
 from eagle3cli.training.step import TargetBatch
@@ -59,9 +60,20 @@ class DumpSource:
             input_ids=pad_right([sample.input_ids[crop].long() for sample in samples]).to(device),
             attention_mask=attention_mask_for([sample.input_ids[crop].numel() for sample in samples]).to(device),
             loss_mask=pad_right([sample.loss_mask[crop].bool() for sample in samples]).to(device),
-            aux_hidden=pad_right([sample.aux_hidden[crop] for sample in samples]).to(device),
-            last_hidden=pad_right([sample.last_hidden[crop] for sample in samples]).to(device),
+            aux_hidden=states(samples, "aux_hidden", "aux_scale", crop, device),
+            last_hidden=states(samples, "last_hidden", "last_scale", crop, device),
         )
+
+
+def states(samples: list[HiddenSample], name: str, scale_name: str, crop: slice, device: torch.device) -> torch.Tensor:
+    """One hidden-state tensor of a batch, padded, on ``device``; a float8 dump's values travel
+    as stored (half of bf16's bytes) and are decoded to bfloat16 there."""
+    rows = [getattr(sample, name)[crop] for sample in samples]
+    if rows[0].dtype != FP8:
+        return pad_right(rows).to(device)
+    values = pad_right([row.view(torch.uint8) for row in rows]).to(device).view(FP8)
+    scales = pad_right([getattr(sample, scale_name)[crop] for sample in samples], 1.0).to(device)
+    return dequantize(values, scales, torch.bfloat16)
 
 
 def check_dump_target(dump: HiddenStateDump, target_dir: Path, target_config: dict[str, Any]) -> None:
