@@ -2,11 +2,12 @@
 the quality of drafts trained from each (same data, same seed), next to the run-to-run noise
 of two bf16 drafts of different seeds.
 
-Works on the folder ``examples/smollm2/quickstart.sh`` leaves (``target/``,
-``split/train.jsonl``, ``split/heldout.jsonl``); every cell resumes.
+Works on a folder laid out as ``examples/smollm2/quickstart.sh`` leaves it (``target/``,
+``split/train.jsonl``, ``split/heldout.jsonl``: the quickstart writes the split at the start of
+its step 5); every cell resumes.
 
-    OUT=runs/fp8 NUM_PROMPTS=400 HELD_OUT=40 bash examples/smollm2/quickstart.sh   # data (first 4 steps suffice)
-    python benchmarks/dump_fp8.py --run runs/fp8
+    OUT=runs/fp8 NUM_PROMPTS=400 HELD_OUT=40 MAX_TOKENS=256 bash examples/smollm2/quickstart.sh
+    python benchmarks/dump_fp8.py --run runs/fp8 --precision fp32   # fp32 on a CPU without native bf16
 
 The dumps of the training split are timed ``--repeats`` times, bf16 and float8 alternating (the
 dump loop's tokens/s: forward, capture, quantisation, writes). Each draft trains ``--epochs``
