@@ -141,9 +141,10 @@ def no_layout_message(directory: Path) -> str:
 def read_layout(directory: Path, *, target_config: Mapping[str, Any] | None = None) -> LayoutRead:
     """Read a draft folder of any layout into the project's config mapping and keys.
 
-    Values the source leaves out are filled from its weights (sizes) or, with
-    ``target_config``, from the target (vocabulary size, positions, rope, default capture
-    layers); without the target an unknowable value is an error saying to pass it.
+    Values the source leaves out are filled from its weights (sizes), as the engines read them
+    (rope, norm epsilon: LlamaConfig's defaults) or, with ``target_config``, from the target
+    (vocabulary size, positions, default capture layers); without the target an unknowable
+    value is an error saying to pass it.
     """
     directory = Path(directory)
     layout = detect_layout(directory)
