@@ -306,7 +306,7 @@ def test_init_draft_takes_any_layout(tmp_path: Path, target_dir: Path) -> None:
     target_config = read_target_config(target_dir)
     weights = init_weights(tmp_path / "eagle", config, target_config)
     assert all(torch.equal(weights[key], state[key].float()) for key in state if key not in ("d2t", "t2d"))
-    vocab_map = init_vocab_map(tmp_path / "eagle", target_config)
+    vocab_map = init_vocab_map(tmp_path / "eagle", config, target_config)
     assert torch.equal(vocab_map.d2t, state["d2t"]) and torch.equal(vocab_map.t2d, state["t2d"])
 
 

@@ -3,14 +3,11 @@ and the first step's loss equals a one-process run over the same global batch.""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from builders.training import cycle_target_dir, single_thread_torch, write_cycle_data
+from builders.training import cycle_target_dir, single_thread_torch, torchrun_eagle3, write_cycle_data
 from eagle3cli.config import OnlineTrainConfig
 from eagle3cli.training.online import train_online
 from eagle3cli.training.reporting import read_metrics
@@ -30,13 +27,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
         "--eval-data", str(tmp_path / "eval.jsonl"), "--chat-template", "qwen3", "--precision", "fp32",
         "--ttt-length", "3", "--learning-rate", "3e-3", "--log-steps", "1", "--max-steps", "3", "--draft-vocab-size", "64",
     ]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "eagle3cli"]
-    result = subprocess.run(
-        [*torchrun, "train", "online", *common, "--output-dir", str(tmp_path / "two"), "--per-device-batch-size", "2"],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
+    output = torchrun_eagle3(["train", "online", *common, "--output-dir", str(tmp_path / "two"), "--per-device-batch-size", "2"])
     assert output.count("step 00001/00003") == 1 and output.count("eval 00003/00003") == 1
     assert output.count("best draft") == 1  # the summary table: process 0 only
 

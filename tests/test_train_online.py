@@ -109,17 +109,22 @@ def test_fine_tune_from_a_draft_reuses_its_vocabulary_map(cycle_run, tmp_path: P
     write_cycle_data(data, 8, first_index=500)
     config = OnlineTrainConfig(
         target_model=str(target), train_data=str(data), output_dir=str(tmp_path / "tuned"), chat_template="qwen3",
-        precision="fp32", per_device_batch_size=4, ttt_length=3, draft_vocab_size=64, max_steps=1, learning_rate=1e-9,
-        init_draft=str(output / "final"),
+        precision="fp32", per_device_batch_size=4, ttt_length=3, max_steps=1, learning_rate=1e-9,
+        init_draft=str(output / "final"),  # no --draft-vocab-size: the checkpoint's own (64) is taken
     )
     summary = train_online(config)
     source, tuned = load_checkpoint(output / "final"), load_checkpoint(summary.final_dir)
+    assert source.config == tuned.config
     assert (source.d2t == tuned.d2t).all() and (source.t2d == tuned.t2d).all()
     assert (source.fc.weight - tuned.fc.weight).abs().max() < 1e-6
+    other = config.model_copy(update={"draft_vocab_size": 80, "output_dir": str(tmp_path / "other")})
+    with pytest.raises(Eagle3Error, match=r"does not fit this run's draft config \(.*draft vocab 64 vs 80") as error:
+        train_online(other)
+    assert "drop --draft-config and --draft-vocab-size" in error.value.hint
 
 
-def test_fsdp_without_cuda_processes_is_refused(cycle_run, tmp_path: Path) -> None:
+def test_fsdp_in_one_process_is_refused(cycle_run, tmp_path: Path) -> None:
     target, _, _ = cycle_run
     config = OnlineTrainConfig(target_model=str(target), train_data="unused", output_dir=str(tmp_path / "out"), fsdp=True)
-    with pytest.raises(Eagle3Error, match="--fsdp needs several CUDA processes"):
+    with pytest.raises(Eagle3Error, match="--fsdp shards the draft across processes; this run is NO with 1 process"):
         train_online(config)

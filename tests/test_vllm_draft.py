@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase
 
+from builders.training import torchrun_eagle3, write_cycle_data
 from builders.cycle_models import CycleFamily, CycleTarget, build_cycle_draft, save_cycle_drafts, save_cycle_target, with_fc_norm
 from eagle3cli.draft.checkpoint import load_checkpoint, save_draft_model
 from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
@@ -57,6 +58,15 @@ def run_alone(engine: VllmEngine, prompts: list[list[int]]) -> tuple[list[list[i
         stack.callback(engine.close)
         engine.wait_ready()
         return generate_all(engine, prompts)
+
+
+def assert_vllm_accepts(vllm_python: str, target: CycleTarget, draft: Path, log: Path) -> None:
+    """vLLM with ``draft`` gives the target's greedy cycle and accepts >= 0.9 at every position."""
+    engine = offline_engine(vllm_python, target.directory, log, draft=draft, k=NUM_SPECULATIVE_TOKENS)
+    prompts = prompts_for(target)
+    outputs, drafted = run_alone(engine, prompts)
+    assert outputs == [target.greedy_continuation(prompt[-1], MAX_TOKENS) for prompt in prompts]
+    assert drafted.num_drafts > 0 and drafted.acceptance_rate >= 0.9 and min(drafted.acceptance_by_position) >= 0.9, drafted
 
 
 def check_cycle_predictions(draft, target: CycleTarget, vocab_size: int) -> bool:
@@ -144,11 +154,7 @@ def test_a_draft_converted_to_speculators_is_accepted_by_vllm_and_converts_back_
     back = convert_draft(speculators, "eagle3", tmp_path / "back").output_dir
     original, returned = load_file(draft / "model.safetensors"), load_file(back / "model.safetensors")
     assert original.keys() == returned.keys() and all(torch.equal(original[key], returned[key]) for key in original)
-    engine = offline_engine(vllm_python, target.directory, tmp_path / "speculators.log", draft=speculators, k=NUM_SPECULATIVE_TOKENS)
-    prompts = prompts_for(target)
-    outputs, drafted = run_alone(engine, prompts)
-    assert outputs == [target.greedy_continuation(prompt[-1], MAX_TOKENS) for prompt in prompts]
-    assert drafted.num_drafts > 0 and drafted.acceptance_rate >= 0.9 and min(drafted.acceptance_by_position) >= 0.9, drafted
+    assert_vllm_accepts(vllm_python, target, speculators, tmp_path / "speculators.log")
 
 
 @pytest.mark.slow
@@ -158,8 +164,24 @@ def test_an_fc_norm_draft_is_accepted_by_vllm(vllm_python: str, tmp_path: Path, 
     target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
     draft = save_draft_model(tmp_path / "draft", with_fc_norm(build_cycle_draft(target)))
     assert inspect_checkpoint(draft, target_config=read_target_config(target.directory)).problems == []
-    engine = offline_engine(vllm_python, target.directory, tmp_path / "fc-norm.log", draft=draft, k=NUM_SPECULATIVE_TOKENS)
-    prompts = prompts_for(target)
-    outputs, drafted = run_alone(engine, prompts)
-    assert outputs == [target.greedy_continuation(prompt[-1], MAX_TOKENS) for prompt in prompts]
-    assert drafted.acceptance_rate >= 0.9 and min(drafted.acceptance_by_position) >= 0.9, drafted
+    assert_vllm_accepts(vllm_python, target, draft, tmp_path / "fc-norm.log")
+
+
+@pytest.mark.slow
+def test_a_draft_trained_under_fsdp_is_accepted_by_vllm(vllm_python: str, tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase) -> None:
+    """Two CPU processes fine-tune the crafted draft with ``--fsdp`` (a small learning rate keeps
+    its predictions): ``final/``, gathered from the shards, is a trained draft vLLM accepts."""
+    target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
+    start = save_draft_model(tmp_path / "draft", build_cycle_draft(target))
+    write_cycle_data(tmp_path / "train.jsonl", 8)
+    torchrun_eagle3([
+        "train", "online", "--fsdp", "--target-model", str(target.directory), "--train-data", str(tmp_path / "train.jsonl"),
+        "--output-dir", str(tmp_path / "tuned"), "--init-draft", str(start), "--chat-template", "qwen3", "--precision", "fp32",
+        "--per-device-batch-size", "2", "--learning-rate", "1e-5", "--max-steps", "2", "--ttt-length", "2",
+    ])
+    tuned = tmp_path / "tuned" / "final"
+    before, after = load_file(start / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert before.keys() == after.keys() and torch.equal(before["d2t"], after["d2t"])
+    assert not torch.equal(before["midlayer.mlp.down_proj.weight"], after["midlayer.mlp.down_proj.weight"])  # it trained
+    assert inspect_checkpoint(tuned, target_config=read_target_config(target.directory)).problems == []
+    assert_vllm_accepts(vllm_python, target, tuned, tmp_path / "fsdp.log")

@@ -244,7 +244,7 @@ class TrainHyperParameters(StageConfig):
     run_name: str | None = Field(None, description="Run name for the tracker; default: the output folder's name.")
     hidden_noise_std: float = Field(0.0, ge=0, description="Std of Gaussian noise added to the target hidden states while training.")
     hidden_noise_scale: HiddenNoiseScale = Field("absolute", description="absolute: --hidden-noise-std as is; layer-rms: a fraction of each capture layer's RMS over the batch (capture layers can differ ~25x in scale).")
-    fsdp: bool = Field(False, description="Shard the draft with FSDP instead of DDP replicas.")
+    fsdp: bool = Field(False, description="Shard the draft, its gradients and optimizer state across the processes (FSDP2) instead of DDP replicas.")
     resume: bool = Field(True, description="Continue from the latest checkpoint in output_dir when there is one.")
     init_draft: str | None = Field(None, description="Draft checkpoint to fine-tune from (its vocabulary map is reused).")
     fc_norm: bool = Field(False, description="RMS-normalise each captured target state before fc (vLLM's fc_norm; written to config.json).")

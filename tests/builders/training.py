@@ -149,6 +149,20 @@ def cycle_target_dir(tmp_path_factory) -> "Path":
     return directory
 
 
+def torchrun_eagle3(args: list[str], num_processes: int = 2) -> str:
+    """``eagle3 ARGS`` in ``num_processes`` CPU processes (torchrun, gloo, one thread each);
+    asserts it succeeded and returns its output."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(num_processes),
+               "-m", "eagle3cli", *args]
+    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
 def single_thread_torch():
     """Fixture body: one intra-op thread. Tiny models run several times faster that way than
     with two threads spinning against each other (and against other processes)."""

@@ -1,4 +1,4 @@
-"""accelerate for training: the Accelerator (DDP by default, FSDP on request, gloo on CPU),
+"""accelerate for training: the Accelerator (DDP by default, FSDP2 on request, gloo on CPU),
 the learning-rate schedule, and the reset that lets one process run several trainings."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from eagle3cli.training.reporting import tracker_name
 
 
 def make_accelerator(config: TrainHyperParameters, output_dir: Path) -> Any:
-    """The run's Accelerator; refuses ``fsdp`` where accelerate would silently not shard."""
+    """The run's Accelerator; with ``fsdp``, FSDP2 (``fully_shard``) on GPUs and on CPU processes alike."""
     from accelerate import Accelerator
     from accelerate.utils import (
         DistributedDataParallelKwargs,
@@ -25,6 +25,7 @@ def make_accelerator(config: TrainHyperParameters, output_dir: Path) -> Any:
         ProjectConfiguration,
     )
 
+    fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2) if config.fsdp else None
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it accelerate ignores torchrun's ranks on CPU (no gloo)
         mixed_precision="bf16" if config.precision == "bf16" else "no",
@@ -33,25 +34,49 @@ def make_accelerator(config: TrainHyperParameters, output_dir: Path) -> Any:
         log_with=tracker_name(config.report_to),
         # d2t/t2d and the frozen embedding never change: no per-step buffer broadcast
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
-        fsdp_plugin=FullyShardedDataParallelPlugin(use_orig_params=True) if config.fsdp else None,
+        fsdp_plugin=fsdp_plugin,
         step_scheduler_with_optimizer=False,
     )
+    if fsdp_plugin is not None and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        shard_cpu_processes(accelerator, fsdp_plugin)
     if config.fsdp and accelerator.distributed_type != DistributedType.FSDP:
         raise Eagle3Error(
-            f"--fsdp needs several CUDA processes; this run is {accelerator.distributed_type.value} "
-            f"with {accelerator.num_processes} process(es), where accelerate does not shard",
-            hint="launch with accelerate launch / torchrun on GPUs, or drop --fsdp (DDP)",
+            f"--fsdp shards the draft across processes; this run is {accelerator.distributed_type.value} "
+            f"with {accelerator.num_processes} process",
+            hint="launch several processes (torchrun --nproc-per-node N, accelerate launch), or drop --fsdp",
         )
     return accelerator
+
+
+# PartialState's distributed type before shard_cpu_processes changed it (restored by the reset)
+_cpu_type_before_fsdp: list[Any] = []
+
+
+def shard_cpu_processes(accelerator: Any, fsdp_plugin: Any) -> None:
+    """Turn on FSDP2 for CPU processes (gloo). torch's ``fully_shard`` runs there, but accelerate
+    switches to FSDP only for accelerator devices; this is the switch it makes for them
+    (``AcceleratorState.__init__``), so prepare, clipping, ``get_state_dict`` and
+    ``save_state``/``load_state`` take their FSDP2 paths, exactly as on GPUs."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    if accelerator.mixed_precision != "no":
+        fsdp_plugin.set_mixed_precision(accelerator.mixed_precision)
+    _cpu_type_before_fsdp.append(PartialState._shared_state["distributed_type"])
+    accelerator.state.fsdp_plugin = fsdp_plugin
+    accelerator.state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
 
 def reset_accelerate_state() -> None:
     """Forget accelerate's process-wide settings (precision, plugins) so a later run in the same
     process may choose others; the process group itself is kept."""
-    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.state import AcceleratorState, GradientState, PartialState
 
     AcceleratorState._reset_state()
     GradientState._reset_state()
+    if _cpu_type_before_fsdp:
+        PartialState._shared_state["distributed_type"] = _cpu_type_before_fsdp.pop()
 
 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> Any:

@@ -8,6 +8,7 @@ fine-tune from the checkpoint — reads it back instead of recounting.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -86,8 +87,21 @@ def check_embedding(embed_tokens: torch.Tensor, config: DraftConfig) -> None:
         )
 
 
-def init_weights(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """The trainable weights of an existing draft checkpoint (any layout), checked to fit ``config``."""
+def init_draft_config(directory: Path, target_config: Mapping[str, Any], draft_vocab_size: int | None = None) -> DraftConfig:
+    """The draft config of a fine-tune without ``--draft-config``: the ``--init-draft``'s own
+    (any layout), checked against the target."""
+    from eagle3cli.draft.checkpoint import read_checkpoint
+    from eagle3cli.draft.derive import check_draft_against_target
+
+    config, _, _ = read_checkpoint(directory, target_config=target_config)
+    if draft_vocab_size is not None:
+        config = dataclasses.replace(config, draft_vocab_size=draft_vocab_size)
+    check_draft_against_target(config, target_config)
+    return config
+
+
+def load_init_draft(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> Eagle3DraftModel:
+    """An existing draft checkpoint (any layout), checked to fit this run's ``config``."""
     from eagle3cli.draft.checkpoint import load_checkpoint
 
     source = load_checkpoint(directory, target_config=target_config)
@@ -99,16 +113,20 @@ def init_weights(directory: Path, config: DraftConfig, target_config: Mapping[st
             f"(capture layers {list(source.config.aux_layer_ids)} vs {list(config.aux_layer_ids)}, "
             f"draft vocab {source.config.draft_vocab_size} vs {config.draft_vocab_size}, "
             f"fc_norm {source.config.fc_norm} vs {config.fc_norm})",
-            hint="fine-tune with the draft config of that checkpoint (--draft-config DIR/config.json)",
+            hint="drop --draft-config and --draft-vocab-size: a fine-tune takes the checkpoint's own",
         )
+    return source
+
+
+def init_weights(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The trainable weights of an ``--init-draft``."""
+    source = load_init_draft(directory, config, target_config)
     return {key: value for key, value in source.state_dict().items() if not key.startswith("embed_tokens")}
 
 
-def init_vocab_map(directory: Path, target_config: Mapping[str, Any] | None = None) -> VocabMap:
-    """The frozen map of an ``--init-draft`` checkpoint (any layout)."""
-    from eagle3cli.draft.checkpoint import load_checkpoint
-
-    draft = load_checkpoint(directory, target_config=target_config)
+def init_vocab_map(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> VocabMap:
+    """The frozen map of an ``--init-draft``."""
+    draft = load_init_draft(directory, config, target_config)
     return VocabMap(d2t=draft.d2t.clone(), t2d=draft.t2d.clone())
 
 

@@ -95,10 +95,14 @@ def check_dump_target(dump: HiddenStateDump, target_dir: Path, target_config: di
 
 
 def offline_draft_config(config: OfflineTrainConfig, dump: HiddenStateDump, target_config: dict[str, Any]) -> DraftConfig:
-    """The dump's draft config, or ``--draft-config`` (whose capture layers must be the dumped ones)."""
+    """The dump's draft config, the ``--init-draft``'s or ``--draft-config`` (whose capture layers
+    must be the dumped ones)."""
     from eagle3cli.draft.derive import check_draft_against_target, resolve_draft_config
+    from eagle3cli.training.draft_setup import init_draft_config
 
-    if config.draft_config is None:
+    if config.init_draft is not None and config.draft_config is None:
+        draft_config = init_draft_config(Path(config.init_draft), target_config, config.draft_vocab_size)
+    elif config.draft_config is None:
         draft_config = dump.draft_config()
         if config.draft_vocab_size is not None:
             draft_config = dataclasses.replace(draft_config, draft_vocab_size=config.draft_vocab_size)

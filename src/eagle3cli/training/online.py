@@ -105,8 +105,11 @@ def count_loss_tokens(samples: list[TokenizedSample], vocab_size: int) -> torch.
 
 def resolve_online_draft_config(config: OnlineTrainConfig) -> tuple[DraftConfig, dict[str, Any]]:
     from eagle3cli.draft.derive import read_target_config, resolve_draft_config
+    from eagle3cli.training.draft_setup import init_draft_config
 
     target_config = read_target_config(config.target_model)
+    if config.init_draft is not None and config.draft_config is None:
+        return init_draft_config(Path(config.init_draft), target_config, config.draft_vocab_size), target_config
     draft_config = resolve_draft_config(
         target_config,
         draft_config_path=None if config.draft_config is None else Path(config.draft_config),

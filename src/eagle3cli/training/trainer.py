@@ -227,7 +227,7 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
 def run_vocab_map(config: TrainHyperParameters, output_dir: Path, inputs: TrainingInputs, accelerator: Any) -> VocabMap:
     count = inputs.count_vocab_map
     if config.init_draft is not None:
-        count = lambda: init_vocab_map(Path(config.init_draft), inputs.target_config)  # noqa: E731  # fine-tune keeps its map
+        count = lambda: init_vocab_map(Path(config.init_draft), inputs.draft_config, inputs.target_config)  # noqa: E731  # fine-tune keeps its map
     return shared_vocab_map(
         output_dir, inputs.draft_config, is_main_process=accelerator.is_main_process,
         wait_for_everyone=accelerator.wait_for_everyone, compute=count,
