@@ -40,7 +40,7 @@ ONLINE_PANELS = {
 }
 OFFLINE_PANELS = {
     "Target and data": ("target_model", "train_hidden", "eval_hidden", "num_samples", "train_data", "chat_template",
-                        "max_length", "lm_head_key", "embed_key", "verify_shards"),
+                        "max_length", "lm_head_key", "embed_key", "verify_shards", "stream"),
     "Draft": DRAFT, "Optimization": OPTIMIZATION, "Run and outputs": RUN,
 }
 assert set(TrainHyperParameters.model_fields) <= set(OPTIMIZATION + DRAFT + RUN), "a hyper-parameter without a help panel"

@@ -10,7 +10,7 @@ The reader API is what training imports::
 The writer lives in :mod:`eagle3cli.dump.runner` (it imports the model stack lazily).
 """
 
-from eagle3cli.dump.reader import HiddenStateDump, open_dump
+from eagle3cli.dump.reader import HiddenStateDump, open_dump, open_growing_dump
 from eagle3cli.dump.shard_file import HiddenSample
 
-__all__ = ["HiddenSample", "HiddenStateDump", "open_dump"]
+__all__ = ["HiddenSample", "HiddenStateDump", "open_dump", "open_growing_dump"]

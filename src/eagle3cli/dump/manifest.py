@@ -14,8 +14,11 @@ Shard ``k`` holds the samples at positions ``[k * S, (k + 1) * S)`` of the data,
 the number of processes. A shard is written to a temporary name and renamed; its record is
 written (also atomically) after it, so a shard without a record, or whose bytes do not hash
 to the record's sha256, is not complete. The manifest is written with ``complete: false``
-when a run starts (so a rerun can check its settings) and with every shard record when it
-ends; readers accept only a complete one.
+when a run starts (so a rerun can check its settings), again with ``planned`` (the number
+of shards and input records the whole dump covers) once the data is read, and with every
+shard record when it ends. Readers accept only a complete one, except ``train offline
+--stream``, which trains on the shards whose record is written while the run goes on
+(:func:`eagle3cli.dump.reader.open_growing_dump`).
 """
 
 from __future__ import annotations

@@ -220,6 +220,7 @@ class LocalPlan:
     """This process's shards: the pending ones, and how many were resumed."""
 
     num_shards: int = 0  # in the whole data
+    num_records: int = 0  # in the whole data
     pending: set[int] = field(default_factory=set)
     num_resumed: int = 0
     num_samples: int = 0  # records of the pending shards
@@ -251,6 +252,7 @@ def plan_local(config: DumpHiddenConfig, target: DumpTarget, directory: Path, pr
 
     for shard in shard_inputs(config, on_done=keep_read_stats):
         plan.num_shards += 1
+        plan.num_records += len(shard.records)
         if not processes.owns(shard.index):
             continue
         if shard_is_done(directory, shard):

@@ -8,6 +8,7 @@
     for sample in dump.iter_samples(shard_indices=range(rank, dump.num_shards, world_size)): ...
     sample = dump.read_sample(1234)                 # random access (memory-mapped, no checksum)
     vocab_map = dump.vocab_map()                    # d2t / t2d, checked against the target sizes
+    growing = open_growing_dump("dumps/running")    # while dump-hidden runs: the shards finished so far
 
 Tensors come back as stored: ``input_ids [T] int32``, ``loss_mask [T] uint8``,
 ``aux_hidden [T, 3H]`` and ``last_hidden [T, H]`` in the dump dtype (float8 dumps add their
@@ -28,7 +29,7 @@ import torch
 
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.vocab import VOCAB_MAP_FILE, VocabMap
-from eagle3cli.dump.manifest import DRAFT_CONFIG_FILE, MANIFEST_FILE, ShardRecord, read_manifest
+from eagle3cli.dump.manifest import DRAFT_CONFIG_FILE, MANIFEST_FILE, RECORD_SUFFIX, SHARDS_DIR, ShardRecord, read_manifest, read_record
 from eagle3cli.dump.shard_file import (
     DUMP_DTYPES,
     FORMAT_VERSION,
@@ -66,6 +67,23 @@ class HiddenStateDump:
     @property
     def num_shards(self) -> int:
         return len(self.shards)
+
+    @property
+    def complete(self) -> bool:
+        """False for a dump still being written (:func:`open_growing_dump`): ``shards`` are
+        those finished so far, in index order, with gaps where a shard is still to come."""
+        return self.manifest.get("complete") is True
+
+    @property
+    def planned_num_samples(self) -> int:
+        """The samples the finished dump will hold: exact once complete; while it runs, the
+        finished shards' samples plus the input records of the others (some may yet be
+        skipped)."""
+        if self.complete:
+            return int(self.manifest["num_samples"])
+        planned = self.manifest["planned"]
+        pending = int(planned["num_records"]) - sum(record.num_samples + record.num_skipped_without_loss for record in self.shards)
+        return self.num_samples + max(pending, 0)
 
     @property
     def num_samples(self) -> int:
@@ -165,6 +183,33 @@ def open_dump(directory: str | Path, *, verify_checksums: bool = False) -> Hidde
     for record in shards:
         check_shard_file(directory, record, verify_checksum=verify_checksums)
     return HiddenStateDump(directory, manifest, shards)
+
+
+def open_growing_dump(directory: str | Path, *, verify_checksums: bool = False) -> HiddenStateDump:
+    """A complete dump (as :func:`open_dump`), or one ``dump-hidden`` is still writing: its
+    shards whose record has been written (a record follows its shard's rename, and the file
+    must have the recorded size). Raises until the run has planned the dump and finished a shard."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest is not None and manifest.get("complete") is True:
+        return open_dump(directory, verify_checksums=verify_checksums)
+    if manifest is None or manifest.get("format_version") != FORMAT_VERSION or not isinstance(manifest.get("planned"), dict):
+        raise Eagle3Error(
+            f"{directory} holds no dump-hidden run of this eagle3 version that has started writing shards",
+            hint="start dump-hidden with --output-dir pointing here, and train once its first shard is written",
+        )
+    shards = []
+    for path in sorted((directory / SHARDS_DIR).glob(f"shard-*{RECORD_SUFFIX}")):
+        number = path.name.removeprefix("shard-").removesuffix(RECORD_SUFFIX)
+        record = read_record(directory, int(number)) if number.isdigit() else None
+        if record is not None and (directory / record.file).is_file() and (directory / record.file).stat().st_size == record.num_bytes:
+            check_shard_file(directory, record, verify_checksum=verify_checksums)
+            shards.append(record)
+    if not shards:
+        raise Eagle3Error(
+            f"the dump in {directory} has no finished shard yet", hint="train once dump-hidden has written its first shard"
+        )
+    return HiddenStateDump(directory, manifest, tuple(shards))
 
 
 def parse_shard_records(manifest: dict[str, Any], directory: Path) -> tuple[ShardRecord, ...]:

@@ -118,6 +118,9 @@ def dump_hidden(
         collectively(processes, lambda: start_output(directory, config, target, header) if processes.is_main else None)
         plan = collectively(processes, lambda: plan_local(config, target, directory, processes))
         dump_plan = collectively(processes, lambda: check_plan(config, target, directory, plan, processes))
+        # what the whole dump will hold: train offline --stream sizes its schedule from it mid-run
+        header = {**header, "planned": {"num_shards": plan.num_shards, "num_records": plan.num_records}}
+        collectively(processes, lambda: write_manifest(directory, header, None) if processes.is_main else None)
         if processes.is_main and on_start is not None:
             on_start(dump_plan)
         model = collectively(processes, lambda: load_model(config, target, processes) if plan.pending else None)

@@ -7,12 +7,17 @@ draft config's capture layers are the dumped ones (the dump's own draft config i
 default), an eval dump matches the training dump, and ``--chat-template`` / ``--train-data``
 agree with the manifest when given. The vocabulary map is the dump's, or rebuilt exactly from
 its per-shard token counts when ``--draft-vocab-size`` asks for another size.
+
+``--stream`` trains on a dump that is still being written (:class:`GrowingDumpSource`): the
+vocabulary map comes from the shards finished at the start, each epoch from those finished
+when it starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ import torch
 from eagle3cli.config import OfflineTrainConfig
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.vocab import VocabMap
-from eagle3cli.dump import HiddenStateDump, open_dump
+from eagle3cli.dump import HiddenStateDump, open_dump, open_growing_dump
 from eagle3cli.dump.shard_file import FP8, HiddenSample, dequantize
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.training.batches import attention_mask_for, pad_right
@@ -63,6 +68,43 @@ class DumpSource:
             aux_hidden=states(samples, "aux_hidden", "aux_scale", crop, device),
             last_hidden=states(samples, "last_hidden", "last_scale", crop, device),
         )
+
+
+class GrowingDumpSource(DumpSource):
+    """``--stream``: a dump that ``dump-hidden`` may still be writing. Each epoch trains on the
+    shards finished when it starts (every shard once the dump is complete); a shard's sha256
+    is checked when it joins, with ``verify``."""
+
+    def __init__(self, dump: HiddenStateDump, max_length: int | None, *, verify: bool) -> None:
+        super().__init__(dump, max_length)
+        self.verify = verify
+        self.verified: set[int] = set()
+
+    @property
+    def planned_num_samples(self) -> int:
+        return self.dump.planned_num_samples
+
+    def next_epoch(self) -> list[int]:
+        from eagle3cli.dump.reader import check_shard_file
+
+        dump = open_growing_dump(self.dump.directory)
+        for record in dump.shards:
+            if self.verify and record.index not in self.verified:
+                check_shard_file(dump.directory, record, verify_checksum=True)
+                self.verified.add(record.index)
+        return [record.index for record in dump.shards]
+
+    def use_epoch(self, key: list[int]) -> None:
+        dump = open_growing_dump(self.dump.directory)
+        found = {record.index: record for record in dump.shards}
+        missing = sorted(set(key) - set(found))
+        if missing:
+            raise Eagle3Error(
+                f"shard(s) {missing[:5]} of {dump.directory}, trained on in this run, are gone",
+                hint="restore them (rerun the same dump-hidden command), or rerun training with --no-resume",
+            )
+        self.dump = dataclasses.replace(dump, shards=tuple(found[index] for index in key))
+        self.limit = len(self.dump)
 
 
 def states(samples: list[HiddenSample], name: str, scale_name: str, crop: slice, device: torch.device) -> torch.Tensor:
@@ -133,11 +175,12 @@ def check_manifest_settings(config: OfflineTrainConfig, dump: HiddenStateDump) -
 
 
 def dump_vocab_map(dump: HiddenStateDump, draft_config: DraftConfig) -> VocabMap:
-    """The dump's map, or one of another size rebuilt from its per-shard counts."""
+    """The dump's map, or one rebuilt from its per-shard counts: of another size, or from the
+    shards finished so far when the dump is still being written."""
     from eagle3cli.draft.vocab import build_vocab_map
     from eagle3cli.dump.vocab_counts import total_loss_token_counts
 
-    if int(dump.manifest["draft_vocab_size"]) == draft_config.draft_vocab_size:
+    if dump.complete and int(dump.manifest["draft_vocab_size"]) == draft_config.draft_vocab_size:
         return dump.vocab_map()
     counts = total_loss_token_counts(dump.directory, dump.shards, draft_config.vocab_size)
     return build_vocab_map(counts, draft_config.draft_vocab_size)
@@ -145,7 +188,7 @@ def dump_vocab_map(dump: HiddenStateDump, draft_config: DraftConfig) -> VocabMap
 
 def verification_cost(dump: HiddenStateDump, device_type: str) -> float:
     """Estimated time to sha256 every shard, as a fraction of one training epoch on ``device_type``."""
-    bytes_per_token = int(dump.manifest["num_bytes"]) / max(int(dump.manifest["num_tokens"]), 1)
+    bytes_per_token = sum(record.num_bytes for record in dump.shards) / max(dump.num_tokens, 1)
     return bytes_per_token * TRAIN_TOKENS_PER_S[device_type] / HASH_BYTES_PER_S
 
 
@@ -166,10 +209,11 @@ def open_checked_dumps(
 
     target_dir = resolve_model_dir(config.target_model, allow_patterns=["*.json"])
     target_config = read_target_config(target_dir)
-    train_dump = open_dump(config.train_hidden)
+    open_train = open_growing_dump if config.stream else open_dump
+    train_dump = open_train(config.train_hidden)
     if verify and should_verify(config, train_dump):
         logger.info("verifying the sha256 of %d shard(s) in %s", len(train_dump.shards), train_dump.directory)
-        train_dump = open_dump(config.train_hidden, verify_checksums=True)
+        train_dump = open_train(config.train_hidden, verify_checksums=True)
     check_dump_target(train_dump, target_dir, target_config)
     check_manifest_settings(config, train_dump)
     draft_config = offline_draft_config(config, train_dump, target_config)
@@ -196,10 +240,11 @@ def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> Training
         draft_config=draft_config,
         embed_tokens=embed_tokens,
         lm_head=lm_head,
-        train=DumpSource(train_dump, config.max_length, config.num_samples),
+        train=(GrowingDumpSource(train_dump, config.max_length, verify=context.is_main_process and should_verify(config, train_dump))
+               if config.stream else DumpSource(train_dump, config.max_length, config.num_samples)),
         eval=None if eval_dump is None else DumpSource(eval_dump, config.max_length),
         count_vocab_map=lambda: dump_vocab_map(train_dump, draft_config),
-        train_data_sha256=dump_data_sha256(train_dump, config.num_samples),
+        train_data_sha256=growing_dump_sha256(train_dump) if config.stream else dump_data_sha256(train_dump, config.num_samples),
         final_norm=read_final_norm(target_dir, config.embed_key) if config.init_head_from_target else None,
         target_config=read_target_config(target_dir),
     )
@@ -211,6 +256,14 @@ def dump_data_sha256(dump: HiddenStateDump, num_samples: int | None) -> str:
     if num_samples is not None and num_samples < len(dump):
         text += f"\nfirst {num_samples}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def growing_dump_sha256(dump: HiddenStateDump) -> str:
+    """Identifies a streamed dump by what decides its shards' contents (its shards change as it grows)."""
+    from eagle3cli.dump.manifest import IDENTITY_KEYS, lookup
+
+    settings = {key: lookup(dump.manifest, key) for key in IDENTITY_KEYS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def train_offline(config: OfflineTrainConfig, *, on_step: Any = None) -> TrainSummary:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -64,6 +64,25 @@ class BatchSource(Protocol):
 
     def batch(self, indices: list[int], device: torch.device) -> TargetBatch:
         """The samples at ``indices``, right-padded, with their target states on ``device``."""
+        ...
+
+
+@runtime_checkable
+class GrowingSource(BatchSource, Protocol):
+    """A source whose samples may grow between epochs (a dump that is still being written):
+    each epoch trains on what process 0 finds at its start; checkpoints keep that choice."""
+
+    @property
+    def planned_num_samples(self) -> int:
+        """Samples expected once it stops growing (sizes the learning-rate schedule)."""
+        ...
+
+    def next_epoch(self) -> list[int]:
+        """Process 0: what the next epoch trains on, as JSON-able ids (the shards finished now)."""
+        ...
+
+    def use_epoch(self, key: list[int]) -> None:
+        """Every process: train on ``key``'s samples from now on (also what a resume restores)."""
         ...
 
 
@@ -192,6 +211,12 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.init_head_from_target:
         check_head_init(inputs.draft_config, inputs.final_norm)
     run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
+    if isinstance(inputs.train, GrowingSource):  # the schedule's size: process 0's estimate, kept for a resume
+        from accelerate.utils import broadcast_object_list
+
+        previous = previous_record(output_dir, RUN_RECORD_FILE) if config.resume else None
+        planned = (previous or {}).get("planned_num_samples", inputs.train.planned_num_samples)
+        run_record["planned_num_samples"] = broadcast_object_list([planned])[0]
     check_resumed_data(config, output_dir, run_record)
     if accelerator.is_main_process:
         write_resolved_config(config, output_dir)
@@ -206,7 +231,8 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     module = DraftTrainingModule(draft, config)
     parameters = [parameter for parameter in module.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    micro_batches = num_micro_batches(inputs.train.num_samples, config.per_device_batch_size, accelerator.num_processes)
+    planned = run_record.get("planned_num_samples", inputs.train.num_samples)
+    micro_batches = num_micro_batches(planned, config.per_device_batch_size, accelerator.num_processes)
     total_steps = planned_steps(config, micro_batches)
     scheduler = make_scheduler(config.lr_scheduler, optimizer, int(config.warmup_ratio * total_steps), total_steps)
     module, optimizer = prepare(accelerator, module, optimizer)
@@ -220,8 +246,32 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.report_to != "none":
         accelerator.init_trackers(config.run_name or output_dir.resolve().name, config=tracker_config(config))
     reporter = Reporter(output_dir, accelerator, total_steps, accelerator.is_main_process)
-    return Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
-               target_head, state, total_steps, micro_batches, reporter)
+    run = Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
+              target_head, state, total_steps, micro_batches, reporter)
+    enter_epoch(run, state.epoch_data)
+    return run
+
+
+def enter_epoch(run: Run, key: list[int] | None) -> None:
+    """A growing source's samples for the current epoch: ``key`` when resuming it, else what
+    process 0 finds now (sent to every process, so all train on the same samples)."""
+    source, config = run.inputs.train, run.config
+    if not isinstance(source, GrowingSource):
+        return
+    if key is None:
+        from accelerate.utils import broadcast_object_list
+
+        key = broadcast_object_list([source.next_epoch() if run.accelerator.is_main_process else None])[0]
+    source.use_epoch(key)
+    run.state.epoch_data = key
+    run.micro_batches_per_epoch = num_micro_batches(source.num_samples, config.per_device_batch_size, run.accelerator.num_processes)
+    if run.micro_batches_per_epoch < config.gradient_accumulation_steps:
+        raise Eagle3Error(
+            f"epoch {run.state.epoch} would train on {source.num_samples} samples, fewer than one optimizer step "
+            f"({config.gradient_accumulation_steps} micro-batches of {config.per_device_batch_size * run.accelerator.num_processes})",
+            hint="start training once the dump has written more shards, or lower the batch size",
+        )
+    logger.info("epoch %d trains on %d samples (of %d planned)", run.state.epoch, source.num_samples, source.planned_num_samples)
 
 
 def run_vocab_map(config: TrainHyperParameters, output_dir: Path, inputs: TrainingInputs, accelerator: Any) -> VocabMap:
@@ -278,7 +328,8 @@ def check_resumed_data(config: TrainHyperParameters, output_dir: Path, run_recor
     previous = previous_record(output_dir, RUN_RECORD_FILE) if config.resume else None
     if previous is None:
         return
-    names = {"num_processes": "number of processes", "train_data_sha256": "training data (sha256 of the samples)"}
+    names = {"num_processes": "number of processes", "train_data_sha256": "training data (sha256 of the samples)",
+             "planned_num_samples": "planned samples of the streamed dump"}
     refuse_changes([
         f"{names[key]}: {previous.get(key)} -> {value}" for key, value in run_record.items() if previous.get(key) != value
     ], output_dir)
@@ -353,6 +404,7 @@ def next_local_batch(run: Run) -> list[int]:
     state, config = run.state, run.config
     if state.micro_batch >= run.micro_batches_per_epoch - run.micro_batches_per_epoch % config.gradient_accumulation_steps:
         state.epoch, state.micro_batch = state.epoch + 1, 0
+        enter_epoch(run, None)
     order = epoch_order(run.inputs.train.num_samples, config.seed, state.epoch)
     indices = local_micro_batch(
         order, state.micro_batch, per_device_batch_size=config.per_device_batch_size,
