@@ -52,7 +52,7 @@ def test_flags_override_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--backend", "vllm", "backend 'vllm' is not supported; only 'hf'"),
+        ("--backend", "sglang", "backend 'sglang' is not supported; use hf (transformers) or vllm"),
         ("--dtype", "int8", "flag --dtype"),
         ("--device", "tpu", "flag --device"),
     ],

@@ -177,13 +177,13 @@ class ServeConfig(StageConfig):
 
 
 DumpDtype = Literal["bfloat16", "float16", "float32", "float8_e4m3fn"]
-DUMP_BACKENDS = ("hf",)
+DUMP_BACKENDS = ("hf", "vllm")
 
 
 def _check_dump_backend(value: object) -> object:
-    """A clear message for the backends that are planned but not implemented (vllm, sglang)."""
+    """A clear message for a backend other than hf and vllm (sglang, for instance)."""
     if isinstance(value, str) and value not in DUMP_BACKENDS:
-        raise ValueError(f"backend '{value}' is not supported; only 'hf' (transformers) is implemented for now")
+        raise ValueError(f"backend '{value}' is not supported; use hf (transformers) or vllm (vLLM's extract_hidden_states)")
     return value
 
 
@@ -193,7 +193,9 @@ class DumpHiddenConfig(StageConfig):
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
     target_model: str = Field(description="Target model directory or hub id.")
     output_dir: str = Field(description="Output folder: shards/, manifest.json, vocab_map.safetensors, draft_config.json, config.json.")
-    backend: Annotated[Literal["hf"], BeforeValidator(_check_dump_backend)] = Field("hf", description="Forward backend; only hf (transformers) for now.")
+    backend: Annotated[Literal["hf", "vllm"], BeforeValidator(_check_dump_backend)] = Field("hf", description="hf: the target in this process (transformers); vllm: vLLM's extract_hidden_states (one prefill per sample; Llama/Qwen/Mistral/HunYuan targets).")
+    vllm_python: str | None = Field(None, description="vllm backend: Python with vLLM installed; default $EAGLE3_VLLM_PYTHON, else this Python.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm backend: tensor-parallel size of each process's engine (several processes: data parallel).")
     draft_config: str | None = Field(None, description="Draft config file naming the capture layers; default: derived from the target ([2, N//2, N-3]).")
     draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size of the vocab map; default: the draft config's (32000 capped at the target vocabulary).")
     format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")

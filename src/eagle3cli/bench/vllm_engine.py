@@ -1,8 +1,8 @@
 """One offline vLLM engine in a subprocess under the vLLM interpreter, and its acceptance counters.
 
 vLLM pins its own torch and transformers, so it runs in its own venv: :class:`VllmEngine`
-starts ``vllm_worker.py`` there (in its own process group, its output in a log file) and
-talks JSON lines with it. Each answer carries what the request added to vLLM's
+starts a worker script of :mod:`eagle3cli.vllm_side` there (``bench_worker.py`` by default;
+in its own process group, its output in a log file) and talks JSON lines with it. Each answer carries what the request added to vLLM's
 speculative-decoding counters (:class:`SpecCounters`), read from ``LLM.get_metrics()``.
 """
 
@@ -21,7 +21,8 @@ from typing import Any
 
 from eagle3cli.errors import Eagle3Error
 
-WORKER_SCRIPT = Path(__file__).with_name("vllm_worker.py")
+VLLM_SIDE = Path(__file__).resolve().parent.parent / "vllm_side"
+BENCH_WORKER = VLLM_SIDE / "bench_worker.py"
 LOG_TAIL_LINES = 30
 STOP_GRACE_S = 30.0
 
@@ -115,11 +116,15 @@ class VllmEngine:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 1800.0,
+        worker: Path = BENCH_WORKER,
     ) -> None:
         self.python = python
         self.engine_args = dict(engine_args)
         self.log_path = Path(log_path)
         self.env = {**os.environ, **(env or {})}
+        # vLLM's engine processes import worker-side modules (a KV connector) from the worker's folder
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(VLLM_SIDE), self.env.get("PYTHONPATH")]))
+        self.worker = worker
         self.ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen[str] | None = None
         self.vllm_version = ""
@@ -140,7 +145,7 @@ class VllmEngine:
         self._started_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [self.python, str(WORKER_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                [self.python, str(self.worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 text=True, env=self.env, start_new_session=True,
             )
         self._send({"engine": self.engine_args})
@@ -151,10 +156,14 @@ class VllmEngine:
         self.vllm_version = reply.get("vllm_version", "")
         self.startup_seconds = time.monotonic() - self._started_at
 
+    def request(self, message: Mapping[str, Any], *, timeout_s: float = 3600.0) -> dict[str, Any]:
+        """Send one request line to the worker and return its reply."""
+        self._send(message)
+        return self._receive(timeout_s, "to answer")
+
     def generate(self, prompt_token_ids: Sequence[int], sampling: Mapping[str, Any], *, timeout_s: float = 3600.0) -> VllmGeneration:
-        """Answer one prompt; ``sampling`` are ``vllm.SamplingParams`` fields."""
-        self._send({"prompt_token_ids": list(prompt_token_ids), "sampling": dict(sampling)})
-        reply = self._receive(timeout_s, "to answer")
+        """Answer one prompt (bench worker); ``sampling`` are ``vllm.SamplingParams`` fields."""
+        reply = self.request({"prompt_token_ids": list(prompt_token_ids), "sampling": dict(sampling)}, timeout_s=timeout_s)
         return VllmGeneration(reply["token_ids"], reply["finish_reason"], reply["wall_time"], SpecCounters.from_json(reply["spec"]))
 
     def close(self) -> None:

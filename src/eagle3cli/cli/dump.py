@@ -22,7 +22,7 @@ PANELS = {
     "Data": ("data", "format", "num_samples", "on_bad_record"),
     "Target and chat template": ("target_model", "draft_config", "draft_vocab_size", "chat_template", "enable_thinking", "system_prompt", "max_length", "trust_remote_code"),
     "Output": ("output_dir", "dtype", "shard_size", "overwrite", "force"),
-    "Compute": ("backend", "device", "batch_tokens"),
+    "Compute": ("backend", "device", "batch_tokens", "vllm_python", "tensor_parallel_size"),
 }
 
 

@@ -11,6 +11,7 @@ Steps (every process runs them; process 0 alone writes the shared files):
 3. Load the target; per pending shard: tokenise (a thread, one shard ahead), forward in
    token-budget batches (hooks on the capture layers, base model only), copy the real tokens
    to the host (asynchronously on CUDA), write the shard (a thread, overlapping the next).
+   With ``--backend vllm`` a vLLM engine computes the states instead (:mod:`.vllm_states`).
 4. Process 0: every shard's record into ``manifest.json`` (``complete: true``) and the vocab
    map from all shards' loss-masked token counts — the same after any number of resumes.
 """
@@ -43,14 +44,16 @@ from eagle3cli.dump.plan import (
     LocalPlan,
     ShardInput,
     TokenizedRecords,
+    TokenizedSample,
     check_plan,
     plan_local,
     shard_inputs,
     tokenize_records,
 )
 from eagle3cli.dump.prefetch import prefetched
-from eagle3cli.dump.shard_file import DUMP_DTYPES, compute_dtype
+from eagle3cli.dump.shard_file import DUMP_DTYPES, HiddenSample, compute_dtype
 from eagle3cli.dump.target import DumpTarget, manifest_header, prepare_target
+from eagle3cli.dump.vllm_states import VllmStates
 from eagle3cli.dump.vocab_counts import write_vocab_map
 from eagle3cli.dump.writer import ShardWriter
 from eagle3cli.errors import Eagle3Error
@@ -100,12 +103,15 @@ def dump_hidden(
     *,
     on_start: Callable[[DumpPlan], None] | None = None,
     on_progress: Callable[[DumpProgress], None] | None = None,
+    vllm_engine_args: dict[str, Any] | None = None,
+    vllm_env: dict[str, str] | None = None,
 ) -> DumpSummary:
     """Dump the target's hidden states for ``config.data`` into ``config.output_dir``.
 
     Rerunning the same command resumes; under ``torchrun``/``accelerate launch`` each process
     takes the shards ``k % world_size == rank``. ``on_start`` and ``on_progress`` are called
-    on process 0 only.
+    on process 0 only. ``vllm_engine_args`` / ``vllm_env``: extra ``vllm.LLM`` arguments and
+    environment for ``--backend vllm``.
     """
     with processes_from_env() as processes, ExitStack() as stack:
         directory = collectively(processes, lambda: stack.enter_context(
@@ -123,10 +129,14 @@ def dump_hidden(
         collectively(processes, lambda: write_manifest(directory, header, None) if processes.is_main else None)
         if processes.is_main and on_start is not None:
             on_start(dump_plan)
-        model = collectively(processes, lambda: load_model(config, target, processes) if plan.pending else None)
+        model = collectively(processes, lambda: stack.enter_context(
+            open_backend(config, target, directory, processes, vllm_engine_args, vllm_env)
+        ) if plan.pending else None)
         started = time.perf_counter()
         report = on_progress if processes.is_main else None
         written = collectively(processes, lambda: write_pending(config, target, model, directory, plan, report))
+        if model is not None:
+            model.close()
         elapsed_s = time.perf_counter() - started
         collectively(
             processes, lambda: finish_output(directory, header, plan, target) if processes.is_main else None
@@ -162,18 +172,51 @@ class WriteResult:
     num_truncated: int = 0
 
 
-def load_model(config: DumpHiddenConfig, target: DumpTarget, processes: Processes) -> torch.nn.Module:
-    """The target on this process's device, in the dump dtype (bfloat16 for a float8 dump)."""
-    device = resolve_device(config.device, processes.local_rank)
-    return load_target(
-        target.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype]), device=device, trust_remote_code=config.trust_remote_code
-    )
+class HFStates:
+    """The target in this process (transformers) on this process's device, in the dump's
+    compute dtype (bfloat16 for a float8 dump)."""
+
+    def __init__(self, config: DumpHiddenConfig, target: DumpTarget, processes: Processes) -> None:
+        device = resolve_device(config.device, processes.local_rank)
+        self.model = load_target(
+            target.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype]), device=device, trust_remote_code=config.trust_remote_code
+        )
+        self.aux_layer_ids = target.draft.aux_layer_ids
+        self.transfer = HostTransfer(device)
+        self.batch_tokens = batch_token_budget(config.batch_tokens, device)
+
+    def __enter__(self) -> HFStates:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.model = None
+
+    def compute(self, samples: list[TokenizedSample], *, dtype: torch.dtype, on_batch: Callable[[int, int], None]) -> list[HiddenSample]:
+        return compute_samples(self.model, samples, aux_layer_ids=self.aux_layer_ids, dtype=dtype,
+                               batch_tokens=self.batch_tokens, transfer=self.transfer, on_batch=on_batch)
+
+    def fence(self) -> Callable[[], None]:
+        return self.transfer.fence()
+
+
+def open_backend(
+    config: DumpHiddenConfig, target: DumpTarget, directory: Path, processes: Processes,
+    engine_args: dict[str, Any] | None, env: dict[str, str] | None,
+) -> HFStates | VllmStates:
+    if config.backend == "vllm":
+        return VllmStates(config, target, directory, rank=processes.rank, local_rank=processes.local_rank,
+                          world_size=processes.world_size, compute_dtype=compute_dtype(DUMP_DTYPES[config.dtype]),
+                          engine_args=engine_args, env=env)
+    return HFStates(config, target, processes)
 
 
 def write_pending(
     config: DumpHiddenConfig,
     target: DumpTarget,
-    model: torch.nn.Module | None,
+    model: HFStates | VllmStates | None,
     directory: Path,
     plan: LocalPlan,
     on_progress: Callable[[DumpProgress], None] | None,
@@ -184,18 +227,14 @@ def write_pending(
         return result
     dtype = DUMP_DTYPES[config.dtype]
     report = progress_reporter(on_progress)
-    transfer = HostTransfer(next(model.parameters()).device)
     with ExitStack() as stack:
         writer = stack.enter_context(ShardWriter(directory, hidden_size=target.hidden_size, dtype=dtype))
         shards = stack.enter_context(closing(prefetched(tokenized_pending_shards(config, target, plan))))
         for shard, tokenized in shards:
-            samples = compute_samples(
-                model, tokenized.samples, aux_layer_ids=target.draft.aux_layer_ids, dtype=dtype,
-                batch_tokens=batch_token_budget(config.batch_tokens, transfer.device), transfer=transfer, on_batch=report,
-            )
+            samples = model.compute(tokenized.samples, dtype=dtype, on_batch=report)
             report(tokenized.num_skipped_without_loss, 0)
             writer.submit(
-                shard, samples, num_skipped_without_loss=tokenized.num_skipped_without_loss, ready=transfer.fence()
+                shard, samples, num_skipped_without_loss=tokenized.num_skipped_without_loss, ready=model.fence()
             )
             result.num_truncated += tokenized.num_truncated
     for record in writer.records:

@@ -72,6 +72,7 @@ def manifest_header(config: DumpHiddenConfig, target: DumpTarget) -> dict[str, A
         "sglang_layer_ids": list(target.draft.sglang_layer_ids),
         "draft_vocab_size": target.draft.draft_vocab_size,
         "dtype": config.dtype,
+        "backend": config.backend,
         "max_length": config.max_length,
         "chat_template": config.chat_template,
         "enable_thinking": config.enable_thinking,

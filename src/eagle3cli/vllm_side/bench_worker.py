@@ -1,28 +1,19 @@
 """The vLLM side of ``eagle3 bench --backend vllm``: one offline ``vllm.LLM`` answering requests.
 
-Runs as a script under the vLLM interpreter (vLLM pins its own torch and transformers), so it
-imports only the standard library and vLLM — nothing from ``eagle3cli``. Protocol, one JSON
-object per line:
-
-1. stdin: ``{"engine": {...}}`` — keyword arguments of ``vllm.LLM`` (``model``, ``dtype``,
-   ``speculative_config``, ...). stdout: ``{"ready": true, "vllm_version": ...}``.
-2. stdin: ``{"prompt_token_ids": [...], "sampling": {...}}`` — ``SamplingParams`` fields.
-   stdout: ``{"token_ids", "finish_reason", "wall_time", "spec"}``, where ``spec`` holds what
-   this request added to vLLM's speculative-decoding counters (``num_drafts``,
-   ``num_draft_tokens``, ``num_accepted_tokens``, ``accepted_per_position``).
-3. EOF on stdin: exit. Any failure: ``{"error": "..."}`` and exit code 1.
-
-Replies go to the original stdout; everything vLLM prints is sent to stderr (the log).
+Runs under the vLLM interpreter (see :mod:`eagle3_worker_protocol`: the engine line first).
+Requests: ``{"prompt_token_ids": [...], "sampling": {...}}`` (``SamplingParams`` fields);
+replies: ``{"token_ids", "finish_reason", "wall_time", "spec"}``, where ``spec`` holds what
+this request added to vLLM's speculative-decoding counters (``num_drafts``,
+``num_draft_tokens``, ``num_accepted_tokens``, ``accepted_per_position``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
-import traceback
-from typing import Any, TextIO
+from typing import Any
+
+from eagle3_worker_protocol import run_worker
 
 COUNTERS = {
     "vllm:spec_decode_num_drafts": "num_drafts",
@@ -30,14 +21,6 @@ COUNTERS = {
     "vllm:spec_decode_num_accepted_tokens": "num_accepted_tokens",
 }
 PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos"
-
-
-def reply_channel() -> TextIO:
-    """The original stdout for replies; fd 1 (inherited by vLLM's engine process) becomes stderr."""
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return channel
 
 
 def spec_counters(llm: Any) -> dict[str, Any]:
@@ -82,27 +65,11 @@ def answer(llm: Any, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def serve(requests: TextIO, replies: TextIO) -> None:
+def make_engine(engine_args: dict[str, Any]) -> Any:
     import vllm
 
-    engine = json.loads(requests.readline())["engine"]
-    llm = vllm.LLM(**engine, disable_log_stats=False)  # metrics need stats logging on
-    replies.write(json.dumps({"ready": True, "vllm_version": vllm.__version__}) + "\n")
-    for line in requests:
-        if line.strip():
-            replies.write(json.dumps(answer(llm, json.loads(line))) + "\n")
-
-
-def main() -> int:
-    replies = reply_channel()
-    try:
-        serve(sys.stdin, replies)
-    except Exception as error:  # reported to the parent, which raises it as an Eagle3Error
-        traceback.print_exc()
-        replies.write(json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n")
-        return 1
-    return 0
+    return vllm.LLM(**engine_args, disable_log_stats=False)  # metrics need stats logging on
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_worker(make_engine, answer))
