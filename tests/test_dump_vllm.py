@@ -23,7 +23,7 @@ from vllm_offline import FAST_ENGINE_ARGS, FAST_ENGINE_ENV
 def dump_config(data: Path, target: Path, output: Path, **overrides) -> DumpHiddenConfig:
     return DumpHiddenConfig(**{
         "data": str(data), "target_model": str(target), "output_dir": str(output), "chat_template": "qwen3",
-        "dtype": "float32", "shard_size": 4, "draft_vocab_size": 32, "device": "cpu", **overrides,
+        "dtype": "float32", "shard_size": 4, "draft_vocab_size": 32, "device": "cpu", "max_length": 512, **overrides,
     })
 
 
@@ -68,8 +68,23 @@ def test_a_target_with_another_final_norm_is_refused(tmp_path: Path, qwen3_token
     from eagle3cli.dump.target import prepare_target
     from eagle3cli.dump.vllm_states import check_vllm_target
 
-    target = prepare_target(dump_config(tmp_path, save_vllm_target(tmp_path / "target", qwen3_tokenizer), tmp_path / "out"))
-    check_vllm_target(target)
+    config = dump_config(tmp_path, save_vllm_target(tmp_path / "target", qwen3_tokenizer), tmp_path / "out")
+    target = prepare_target(config)
+    check_vllm_target(config, target)
     gemma = type(target)(target.directory, {**target.config, "model_type": "gemma2"}, "", target.draft, None)
     with pytest.raises(Eagle3Error, match="the target is 'gemma2'"):
-        check_vllm_target(gemma)
+        check_vllm_target(config, gemma)
+    too_long = config.model_copy(update={"max_length": int(target.config["max_position_embeddings"])})  # 2048
+    with pytest.raises(Eagle3Error, match="leaves vLLM no room for its one generated token"):
+        check_vllm_target(too_long, target)
+
+
+def test_each_data_parallel_process_gets_its_own_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.dump.vllm_states import process_devices
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert process_devices(1, 2) == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    assert process_devices(0, 2) == ["4", "5"] and process_devices(1, 2) == ["6", "7"]
+    with pytest.raises(Eagle3Error, match="process 2 needs devices"):
+        process_devices(2, 2)

@@ -97,12 +97,22 @@ def test_a_draft_written_under_fsdp_passes_inspect(fsdp_run) -> None:
 
 @pytest.mark.slow
 def test_bf16_fsdp_trains_as_one_bf16_process(fsdp_run, tmp_path: Path) -> None:
-    """Mixed precision: FSDP2 computes in bf16 with float32 weights, as autocast does in one process."""
+    """Mixed precision: float32 weights and bf16 autocast, as in one process (accelerate's own
+    FSDP2 bf16 policy would cast the loss normalisers and target probabilities to bf16)."""
     target, data, eval_data, _, _ = fsdp_run
     train_fsdp(target, data, eval_data, tmp_path / "two", precision="bf16", max_steps=2)
     one = OnlineTrainConfig(target_model=str(target), train_data=str(data), eval_data=str(eval_data),
                             output_dir=str(tmp_path / "one"), per_device_batch_size=4, **{**SETTINGS, "precision": "bf16", "max_steps": 2})
     train_online(one)
     two_logs, one_logs = read_metrics(tmp_path / "two"), read_metrics(tmp_path / "one")
-    assert two_logs[0]["loss"] == pytest.approx(one_logs[0]["loss"], rel=2e-3)
-    assert all(tensor.dtype != torch.bfloat16 for tensor in weights(tmp_path / "two" / "final").values())
+    assert two_logs[0]["loss"] == pytest.approx(one_logs[0]["loss"], rel=2e-5)  # measured 1e-5
+    for sharded, whole in zip(two_logs, one_logs, strict=True):  # bf16 steps drift apart a little
+        assert sharded["loss"] == pytest.approx(whole["loss"], rel=1e-3)
+    sharded, whole = weights(tmp_path / "two" / "final"), weights(tmp_path / "one" / "final")
+    assert all(tensor.dtype != torch.bfloat16 for tensor in sharded.values())
+    # Adam moves a weight by up to ~lr per step however small its gradient, so bf16 noise in a
+    # near-zero gradient can show as ~lr x steps; nearly every weight agrees far closer
+    for key in whole:
+        difference = (sharded[key].float() - whole[key].float()).abs()
+        assert float(difference.max()) <= 2 * SETTINGS["learning_rate"] * 2, key
+        assert float((difference > 1e-4).float().mean()) < 0.05, key  # measured up to 1.1 %

@@ -120,7 +120,7 @@ def test_fine_tune_from_a_draft_reuses_its_vocabulary_map(cycle_run, tmp_path: P
     other = config.model_copy(update={"draft_vocab_size": 80, "output_dir": str(tmp_path / "other")})
     with pytest.raises(Eagle3Error, match=r"does not fit this run's draft config \(.*draft vocab 64 vs 80") as error:
         train_online(other)
-    assert "drop --draft-config and --draft-vocab-size" in error.value.hint
+    assert "drop --draft-config, --draft-vocab-size and --fc-norm" in error.value.hint
 
 
 def test_fsdp_in_one_process_is_refused(cycle_run, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """``train offline --stream``: training starts on the shards a running ``dump-hidden`` has
-finished, later shards join the next epoch, and a resume continues each epoch on the samples it
-started with. The dump really runs (in a thread of this process), paused after its first shards
-until training has finished its first epoch, so what each epoch sees is fixed."""
+finished, later shards join the next epoch, the last epoch waits for the whole dump (or fails
+on one that stopped), and a resume continues each epoch on the shards it started with. The dump
+really runs (in a thread of this process), paused after its first shards until the test lets
+it go on, so what each epoch sees is fixed."""
 
 from __future__ import annotations
 
@@ -77,17 +78,34 @@ def wait_for(path: Path) -> None:
         time.sleep(0.01)
 
 
+def paused_dump(root: Path, target: Path, name: str) -> PausedDump:
+    """A dump of the training records held with shards 0-1 written (shard 2 waits in the pause)."""
+    if not (root / "train.jsonl").is_file():
+        write_cycle_data(root / "train.jsonl", NUM_RECORDS)
+    running = PausedDump(dump_config(root / "train.jsonl", target, root / name), pause_after=3 * SHARD_SIZE)
+    assert running.paused.wait(timeout=600) and running.error is None, running.error
+    wait_for(record_file(root / name, 1))
+    return running
+
+
+def logged_messages(logger_name: str) -> tuple[list[str], logging.Handler]:
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return records, handler
+
+
 @pytest.fixture(scope="module")
 def streamed(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A streamed run: the dump paused with shards 0-1 written, training's epoch 0 on them, the
-    dump then finished, epochs 1-2 on all six shards."""
+    """A streamed run of 2 epochs: the dump paused with shards 0-1 written, epoch 0 on them,
+    the dump then finished, epoch 1 (the last) on all six shards."""
     root = tmp_path_factory.mktemp("stream")
     target = cycle_target_dir(tmp_path_factory)
-    write_cycle_data(root / "train.jsonl", NUM_RECORDS)
     dump_dir = root / "dump"
-    running = PausedDump(dump_config(root / "train.jsonl", target, dump_dir), pause_after=3 * SHARD_SIZE)
-    assert running.paused.wait(timeout=600) and running.error is None, running.error
-    wait_for(record_file(dump_dir, 1))  # the writer thread finishes shard 1; shard 2 waits in the pause
+    running = paused_dump(root, target, "dump")
     during = read_manifest(dump_dir)
     partial = open_growing_dump(dump_dir)
     seen = {"manifest": during, "shards": [record.index for record in partial.shards], "planned": partial.planned_num_samples}
@@ -96,18 +114,11 @@ def streamed(tmp_path_factory: pytest.TempPathFactory) -> dict:
         if step == 2:  # epoch 0 (8 samples, 2 steps) is done: let the dump finish before epoch 1 starts
             running.finish()
 
-    logger = logging.getLogger("eagle3cli.training")
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logger.addHandler(handler)
-    previous_level = logger.level
-    logger.setLevel(logging.INFO)
+    records, handler = logged_messages("eagle3cli.training")
     try:
         summary = train_offline(train_config(target, dump_dir, root / "draft"), on_step=on_step)
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous_level)
+        logging.getLogger("eagle3cli.training").removeHandler(handler)
         running.finish()
     return {"root": root, "target": target, "dump": dump_dir, "seen": seen, "summary": summary, "log": records}
 
@@ -120,11 +131,13 @@ def test_training_starts_on_the_finished_shards_and_later_ones_join_the_next_epo
     assert "epoch 0 trains on 8 samples (of 24 planned)" in streamed["log"]
     assert "epoch 1 trains on 24 samples (of 24 planned)" in streamed["log"]
     summary = streamed["summary"]
-    assert summary.total_steps == 12 and summary.global_step == 12  # 2 epochs of the planned 24 samples
+    # the schedule is sized for 2 epochs of the planned 24 samples; epoch 0 had 8 of them
+    assert summary.total_steps == 12 and summary.global_step == 2 + 6
     draft = streamed["root"] / "draft"
     states = {path.parent.name: json.loads(path.read_text()) for path in (draft / "checkpoints").glob("*/trainer_state.json")}
-    assert states["step-00000002"]["epoch_data"] == [0, 1]
-    assert states["step-00000003"]["epoch_data"] == [0, 1, 2, 3, 4, 5] and states["step-00000003"]["epoch"] == 1
+    assert [index for index, _ in states["step-00000002"]["epoch_data"]] == [0, 1]
+    assert [index for index, _ in states["step-00000003"]["epoch_data"]] == [0, 1, 2, 3, 4, 5]
+    assert states["step-00000003"]["epoch"] == 1 and "step-00000009" not in states
     assert open_dump(streamed["dump"]).num_samples == NUM_RECORDS  # the dump finished normally beside training
 
 
@@ -138,7 +151,7 @@ def test_a_streamed_run_resumed_in_its_first_epoch_keeps_that_epochs_samples(str
             shutil.rmtree(path)
     shutil.rmtree(resumed / "final")
     train_offline(train_config(streamed["target"], streamed["dump"], resumed))
-    assert [record["step"] for record in read_metrics(resumed)] == list(range(1, 13))
+    assert [record["step"] for record in read_metrics(resumed)] == list(range(1, 9))
     uninterrupted = load_file(streamed["root"] / "draft" / "final" / "model.safetensors")
     again = load_file(resumed / "final" / "model.safetensors")
     assert all(torch.equal(uninterrupted[key], again[key]) for key in uninterrupted)
@@ -152,6 +165,37 @@ def test_streaming_a_finished_dump_trains_as_without_stream(streamed, tmp_path: 
     streamed_final = load_file(tmp_path / "stream" / "final" / "model.safetensors")
     plain_final = load_file(tmp_path / "plain" / "final" / "model.safetensors")
     assert all(torch.equal(streamed_final[key], plain_final[key]) for key in plain_final)
+
+
+@pytest.mark.slow
+def test_the_last_epoch_waits_for_the_dump_to_finish(tmp_path_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.training.offline import GrowingDumpSource
+
+    monkeypatch.setattr(GrowingDumpSource, "POLL_S", 0.05)
+    target = cycle_target_dir(tmp_path_factory)
+    running = paused_dump(tmp_path, target, "dump")
+    timer = threading.Timer(1.0, running.gate.set)  # the dump goes on while training waits
+    timer.start()
+    records, handler = logged_messages("eagle3cli.training")
+    try:
+        summary = train_offline(train_config(target, tmp_path / "dump", tmp_path / "draft", num_epochs=1))
+    finally:
+        logging.getLogger("eagle3cli.training").removeHandler(handler)
+        running.finish()
+    assert any("the last epoch waits for dump-hidden to finish" in record and "(2 of 6 shards written)" in record for record in records)
+    assert "epoch 0 trains on 24 samples (of 24 planned)" in records and summary.global_step == 6
+
+
+@pytest.mark.slow
+def test_a_dump_that_stopped_before_the_last_epoch_is_named(tmp_path_factory, tmp_path: Path) -> None:
+    target = cycle_target_dir(tmp_path_factory)
+    running = paused_dump(tmp_path, target, "dump")
+    try:
+        shutil.copytree(tmp_path / "dump", tmp_path / "stopped")  # what a killed dump leaves: nobody holds its lock
+    finally:
+        running.finish()
+    with pytest.raises(Eagle3Error, match=r"the dump in .*stopped stopped before finishing \(2 of 6 shards\)"):
+        train_offline(train_config(target, tmp_path / "stopped", tmp_path / "draft", num_epochs=1))
 
 
 def test_stream_refuses_a_folder_without_a_started_dump_and_a_sample_prefix(tmp_path: Path) -> None:

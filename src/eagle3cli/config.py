@@ -293,7 +293,7 @@ class OfflineTrainConfig(TrainHyperParameters):
     lm_head_key: str | None = Field(None, description="Safetensors key of the target's lm_head (default: lm_head.weight, or the embedding when tied).")
     embed_key: str = Field("model.embed_tokens.weight", description="Safetensors key of the target's input embedding.")
     verify_shards: bool | None = Field(None, description="Check every shard's sha256 before training (a corrupt shard is named, not trained on); default: on when hashing costs under 10% of an epoch.")
-    stream: bool = Field(False, description="Train while dump-hidden is still writing --train-hidden: each epoch takes the shards finished when it starts, all of them once the dump is complete; the schedule is sized from the dump's planned records.")
+    stream: bool = Field(False, description="Train while dump-hidden is still writing --train-hidden: each epoch takes the shards finished when it starts, the last epoch waits for all of them; the schedule is sized from the dump's planned records.")
 
     @model_validator(mode="after")
     def _stream_takes_the_whole_dump(self) -> OfflineTrainConfig:

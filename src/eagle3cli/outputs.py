@@ -38,6 +38,21 @@ def owner_of(directory: Path) -> str | None:
     return next((command for command, sign in SIGNS.items() if (directory / sign).exists()), None)
 
 
+def in_use(directory: Path) -> bool:
+    """Whether an eagle3 run holds ``directory`` now (its lock, see :func:`claimed_output_dir`)."""
+    try:
+        handle = (Path(directory) / LOCK_FILE).open("r", encoding="utf-8")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def check_owner(directory: Path, command: str, flag: str) -> None:
     owner = owner_of(directory)
     if owner is not None and owner != command:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,7 @@ def remove_dump(directory: Path) -> None:
     for pattern in (f"shard-*{SHARD_SUFFIX}", f"shard-*{RECORD_SUFFIX}"):
         for path in (directory / SHARDS_DIR).glob(pattern):
             path.unlink()
+    shutil.rmtree(directory / ".vllm-states", ignore_errors=True)  # --backend vllm's per-request files and logs
     remove_temporaries(directory)
 
 

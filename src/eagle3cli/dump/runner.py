@@ -153,6 +153,9 @@ def start_output(directory: Path, config: DumpHiddenConfig, target: DumpTarget, 
     if config.overwrite:
         remove_dump(directory)
     remove_temporaries(directory)
+    earlier = read_manifest(directory)
+    if earlier is not None and "planned" in earlier:  # a streaming trainer reads it while this run plans again
+        header = {**header, "planned": earlier["planned"]}
     write_manifest(directory, header, None)
     # Written as the settings of the dump: rerunning with --config config.json resumes it, so the
     # one-off actions (wipe, ignore the disk check) are not carried over.

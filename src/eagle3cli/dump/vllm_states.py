@@ -19,6 +19,7 @@ live in a folder of the dump being written and are deleted once read.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -38,20 +39,27 @@ DUMP_WORKER = VLLM_SIDE / "dump_worker.py"
 CONNECTOR = "Eagle3HiddenStatesConnector"
 CONNECTOR_MODULE = "eagle3_states_connector"
 STATES_DIR = ".vllm-states"
-# model types whose final norm is transformers' plain RMSNorm (weight * x / rms(x))
-RMS_NORM_MODEL_TYPES = frozenset({
-    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "hunyuan_v1_dense", "hunyuan_v1_moe",
-})
+# model types whose final norm is transformers' plain RMSNorm (weight * x / rms(x)) and whose
+# vLLM 0.32 model class hands out capture layers (SupportsEagle3)
+VLLM_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "qwen3_moe"})
 VLLM_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-def check_vllm_target(target: DumpTarget) -> None:
+def check_vllm_target(config: DumpHiddenConfig, target: DumpTarget) -> None:
+    """Refuse what this backend cannot do right before vLLM loads anything."""
     model_type = target.config.get("model_type")
-    if model_type not in RMS_NORM_MODEL_TYPES:
+    if model_type not in VLLM_MODEL_TYPES:
         raise Eagle3Error(
-            f"dump-hidden --backend vllm computes the final norm itself and knows it for {', '.join(sorted(RMS_NORM_MODEL_TYPES))}; "
-            f"the target is {model_type!r}",
+            f"dump-hidden --backend vllm supports {', '.join(sorted(VLLM_MODEL_TYPES))} targets (vLLM's capture layers, "
+            f"a plain RMSNorm before the head); the target is {model_type!r}",
             hint="use --backend hf for this target",
+        )
+    max_positions = target.config.get("max_position_embeddings")
+    if max_positions is not None and config.max_length >= int(max_positions):
+        raise Eagle3Error(
+            f"--max-length {config.max_length} leaves vLLM no room for its one generated token: the target has "
+            f"{max_positions} positions",
+            hint=f"pass --max-length {int(max_positions) - 1} or less",
         )
 
 
@@ -66,10 +74,9 @@ def engine_arguments(
 ) -> dict[str, Any]:
     """``vllm.LLM`` arguments: the target, the layers to extract, the connector that writes them."""
     layers = sorted({*target.draft.aux_layer_ids, int(target.config["num_hidden_layers"])})
-    max_positions = int(target.config.get("max_position_embeddings") or config.max_length + 1)
     arguments = {
         "model": str(target.directory), "dtype": VLLM_DTYPES[compute_dtype], "seed": 0, "skip_tokenizer_init": True,
-        "max_model_len": min(config.max_length + 1, max_positions), "tensor_parallel_size": config.tensor_parallel_size,
+        "max_model_len": config.max_length + 1, "tensor_parallel_size": config.tensor_parallel_size,
         "trust_remote_code": config.trust_remote_code,
         "speculative_config": {
             "method": "extract_hidden_states", "num_speculative_tokens": 1,
@@ -81,6 +88,22 @@ def engine_arguments(
         },
     }
     return arguments | dict(extra or {})
+
+
+def process_devices(local_rank: int, tensor_parallel_size: int) -> list[str]:
+    """The devices of process ``local_rank`` among those this one may see (``CUDA_VISIBLE_DEVICES``
+    when set, else all, numbered from 0)."""
+    visible = [device for device in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if device.strip()]
+    first = local_rank * tensor_parallel_size
+    indices = range(first, first + tensor_parallel_size)
+    if not visible:
+        return [str(index) for index in indices]
+    if indices[-1] >= len(visible):
+        raise Eagle3Error(
+            f"process {local_rank} needs devices {list(indices)} of the {len(visible)} in CUDA_VISIBLE_DEVICES={','.join(visible)}",
+            hint="run as many processes per node as the visible devices hold engines of --tensor-parallel-size",
+        )
+    return [visible[index] for index in indices]
 
 
 class VllmStates(AbstractContextManager["VllmStates"]):
@@ -102,7 +125,7 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         from eagle3cli.bench.vllm_backend import find_vllm_python
         from eagle3cli.target_weights import read_final_norm
 
-        check_vllm_target(target)
+        check_vllm_target(config, target)
         self.target = target
         self.states_dir = directory / STATES_DIR / f"rank-{rank}"
         shutil.rmtree(self.states_dir, ignore_errors=True)  # a killed run's leftovers
@@ -112,11 +135,11 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         self.norm_eps = float(target.config.get("rms_norm_eps", 1e-6))
         arguments = engine_arguments(config, target, self.states_dir, compute_dtype, engine_args)
         env = dict(env or {})
-        if world_size > 1 and torch.cuda.is_available():  # data parallel: each process's engine on its own GPUs
-            first = local_rank * config.tensor_parallel_size
-            env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(str(first + i) for i in range(config.tensor_parallel_size)))
+        if world_size > 1:  # data parallel: each process's engine on its own devices of those it may see
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(process_devices(local_rank, config.tensor_parallel_size))
+        self.log_path = directory / STATES_DIR / f"vllm-rank-{rank}.log"
         self.engine = VllmEngine(find_vllm_python(config.vllm_python, target.directory), arguments,
-                                 log_path=directory / STATES_DIR / f"vllm-rank-{rank}.log", env=env, worker=DUMP_WORKER)
+                                 log_path=self.log_path, env=env, worker=DUMP_WORKER)
 
     def __enter__(self) -> VllmStates:
         self.engine.__enter__()
@@ -143,7 +166,11 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         paths = self.engine.request({"prompts": [list(sample.input_ids) for sample in samples]})["paths"]
         results = []
         for sample, path in zip(samples, paths, strict=True):
-            tensors = load_file(path)
+            try:
+                tensors = load_file(path)
+            except (OSError, ValueError) as error:  # the connector's write failed (a full disk, say)
+                raise Eagle3Error(f"vLLM's states file {path} for sample {sample.sample_id} cannot be read ({error})",
+                                  hint=f"see {self.log_path}; rerunning the same command resumes the dump") from None
             Path(path).unlink(missing_ok=True)
             Path(path + ".lock").unlink(missing_ok=True)
             if tensors["token_ids"].tolist() != list(sample.input_ids):

@@ -3,6 +3,7 @@ the learning-rate schedule, and the reset that lets one process run several trai
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ def make_accelerator(config: TrainHyperParameters, output_dir: Path) -> Any:
         ProjectConfiguration,
     )
 
-    fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2) if config.fsdp else None
+    fsdp_plugin = None
+    if config.fsdp:
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        # float32 parameters, gradients and reductions: bf16 comes from autocast in the module's
+        # forward, as under DDP (accelerate's own bf16 policy would also cast the forward's
+        # float inputs — target probabilities, loss normalisers — to bf16)
+        fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2, mixed_precision_policy=MixedPrecisionPolicy())
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it accelerate ignores torchrun's ranks on CPU (no gloo)
         mixed_precision="bf16" if config.precision == "bf16" else "no",
@@ -60,8 +68,6 @@ def shard_cpu_processes(accelerator: Any, fsdp_plugin: Any) -> None:
     from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 
-    if accelerator.mixed_precision != "no":
-        fsdp_plugin.set_mixed_precision(accelerator.mixed_precision)
     _cpu_type_before_fsdp.append(PartialState._shared_state["distributed_type"])
     accelerator.state.fsdp_plugin = fsdp_plugin
     accelerator.state.distributed_type = DistributedType.FSDP
@@ -75,6 +81,7 @@ def reset_accelerate_state() -> None:
 
     AcceleratorState._reset_state()
     GradientState._reset_state()
+    os.environ.pop("ACCELERATE_USE_FSDP", None)  # set by an FSDP plugin; a later run would inherit FSDP
     if _cpu_type_before_fsdp:
         PartialState._shared_state["distributed_type"] = _cpu_type_before_fsdp.pop()
 

@@ -45,7 +45,7 @@ class TrainerState:
     micro_batch: int = 0  # micro-batches of ``epoch`` already consumed
     best_sim_accept_len: float | None = None
     best_step: int | None = None
-    epoch_data: list[int] | None = None  # a growing source's samples of ``epoch`` (shard indices)
+    epoch_data: list[Any] | None = None  # a growing source's samples of ``epoch`` (its shards)
 
     @classmethod
     def read(cls, path: Path) -> TrainerState:

@@ -113,7 +113,7 @@ def load_init_draft(directory: Path, config: DraftConfig, target_config: Mapping
             f"(capture layers {list(source.config.aux_layer_ids)} vs {list(config.aux_layer_ids)}, "
             f"draft vocab {source.config.draft_vocab_size} vs {config.draft_vocab_size}, "
             f"fc_norm {source.config.fc_norm} vs {config.fc_norm})",
-            hint="drop --draft-config and --draft-vocab-size: a fine-tune takes the checkpoint's own",
+            hint="drop --draft-config, --draft-vocab-size and --fc-norm: a fine-tune takes the checkpoint's own",
         )
     return source
 

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,38 +73,66 @@ class DumpSource:
 
 class GrowingDumpSource(DumpSource):
     """``--stream``: a dump that ``dump-hidden`` may still be writing. Each epoch trains on the
-    shards finished when it starts (every shard once the dump is complete); a shard's sha256
-    is checked when it joins, with ``verify``."""
+    shards finished when it starts; the last epoch waits for all of them (a dump that stopped
+    before finishing is an error then). An epoch's shards are named by index and sha256, so a
+    process or a resume that finds another file under a name refuses it. With ``verify``, a
+    shard's sha256 is checked when it joins."""
+
+    POLL_S = 5.0
 
     def __init__(self, dump: HiddenStateDump, max_length: int | None, *, verify: bool) -> None:
         super().__init__(dump, max_length)
         self.verify = verify
-        self.verified: set[int] = set()
+        self.verified: set[tuple[int, str]] = set()
 
     @property
     def planned_num_samples(self) -> int:
         return self.dump.planned_num_samples
 
-    def next_epoch(self) -> list[int]:
+    def next_epoch(self, previous: list[Any] | None, *, last: bool) -> list[Any]:
         from eagle3cli.dump.reader import check_shard_file
+        from eagle3cli.outputs import in_use
 
-        dump = open_growing_dump(self.dump.directory)
-        for record in dump.shards:
-            if self.verify and record.index not in self.verified:
-                check_shard_file(dump.directory, record, verify_checksum=True)
-                self.verified.add(record.index)
-        return [record.index for record in dump.shards]
+        directory = self.dump.directory
+        waiting = False
+        while True:
+            try:
+                dump = open_growing_dump(directory)
+            except Eagle3Error:
+                if previous is None:
+                    raise
+                return previous  # a restarted dump rewrites its manifest: train on what the last epoch had
+            if dump.complete or not last:
+                break
+            if not in_use(directory):
+                raise Eagle3Error(
+                    f"the dump in {directory} stopped before finishing ({dump.num_shards} of "
+                    f"{dump.manifest['planned']['num_shards']} shards), and the last epoch trains on all of them",
+                    hint="rerun the same dump-hidden command to finish it; rerunning this training then resumes it",
+                )
+            if not waiting:
+                logger.info("the last epoch waits for dump-hidden to finish %s (%d of %d shards written)",
+                            directory, dump.num_shards, dump.manifest["planned"]["num_shards"])
+                waiting = True
+            time.sleep(self.POLL_S)
+        num_shards = int(dump.manifest["planned"]["num_shards"]) if not dump.complete else dump.num_shards
+        shards = [record for record in dump.shards if record.index < num_shards]
+        for record in shards:
+            if self.verify and (record.index, record.sha256) not in self.verified:
+                check_shard_file(directory, record, verify_checksum=True)
+                self.verified.add((record.index, record.sha256))
+        return [[record.index, record.sha256] for record in shards]
 
-    def use_epoch(self, key: list[int]) -> None:
+    def use_epoch(self, key: list[Any]) -> None:
         dump = open_growing_dump(self.dump.directory)
-        found = {record.index: record for record in dump.shards}
-        missing = sorted(set(key) - set(found))
+        found = {(record.index, record.sha256): record for record in dump.shards}
+        missing = [index for index, sha256 in key if (index, sha256) not in found]
         if missing:
             raise Eagle3Error(
-                f"shard(s) {missing[:5]} of {dump.directory}, trained on in this run, are gone",
-                hint="restore them (rerun the same dump-hidden command), or rerun training with --no-resume",
+                f"shard(s) {missing[:5]} of {dump.directory}, which this run trains on, are gone or were rewritten",
+                hint="restore the dump this run started on, or rerun training with --no-resume",
             )
-        self.dump = dataclasses.replace(dump, shards=tuple(found[index] for index in key))
+        self.dump = dataclasses.replace(dump, shards=tuple(found[(index, sha256)] for index, sha256 in key))
         self.limit = len(self.dump)
 
 
@@ -211,7 +240,7 @@ def open_checked_dumps(
     target_config = read_target_config(target_dir)
     open_train = open_growing_dump if config.stream else open_dump
     train_dump = open_train(config.train_hidden)
-    if verify and should_verify(config, train_dump):
+    if verify and should_verify(config, train_dump) and not config.stream:  # streamed shards: checked as they join
         logger.info("verifying the sha256 of %d shard(s) in %s", len(train_dump.shards), train_dump.directory)
         train_dump = open_train(config.train_hidden, verify_checksums=True)
     check_dump_target(train_dump, target_dir, target_config)

@@ -39,7 +39,7 @@ from eagle3cli.outputs import claimed_output_dir
 from eagle3cli.training import checkpoints
 from eagle3cli.training.accelerate_setup import make_accelerator, make_scheduler, prepare, reset_accelerate_state
 from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_batch, num_micro_batches
-from eagle3cli.training.draft_setup import build_draft, check_head_init, init_vocab_map, shared_vocab_map
+from eagle3cli.training.draft_setup import build_draft, check_head_init, init_vocab_map, load_init_draft, shared_vocab_map
 from eagle3cli.training.metrics import NUM_METRIC_ROWS, summarize
 from eagle3cli.training.reporting import Reporter, drop_metrics_after
 from eagle3cli.training.step import TargetBatch, TargetHead, TargetRows, num_trained_positions, target_rows, unrolled_step
@@ -77,11 +77,13 @@ class GrowingSource(BatchSource, Protocol):
         """Samples expected once it stops growing (sizes the learning-rate schedule)."""
         ...
 
-    def next_epoch(self) -> list[int]:
-        """Process 0: what the next epoch trains on, as JSON-able ids (the shards finished now)."""
+    def next_epoch(self, previous: list[Any] | None, *, last: bool) -> list[Any]:
+        """Process 0: what the next epoch trains on, as JSON-able ids (the shards finished
+        now; for the ``last`` epoch all of them, waiting for them if need be). ``previous``:
+        the epoch before's, to fall back on while the source cannot be read."""
         ...
 
-    def use_epoch(self, key: list[int]) -> None:
+    def use_epoch(self, key: list[Any]) -> None:
         """Every process: train on ``key``'s samples from now on (also what a resume restores)."""
         ...
 
@@ -128,6 +130,8 @@ class DraftTrainingModule(nn.Module):
     def __init__(self, draft: Eagle3DraftModel, config: TrainHyperParameters) -> None:
         super().__init__()
         self.draft = draft
+        # FSDP keeps float32 parameters; bf16 compute is autocast here, as accelerate does for DDP
+        self.autocast = config.fsdp and config.precision == "bf16"
         self.ttt_length = config.ttt_length
         self.loss_decay = config.loss_decay
         self.hidden_noise_std = config.hidden_noise_std
@@ -136,12 +140,13 @@ class DraftTrainingModule(nn.Module):
     def forward(
         self, batch: TargetBatch, rows: TargetRows, normalizers: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        output = unrolled_step(
-            self.draft, batch, rows, ttt_length=self.ttt_length, loss_decay=self.loss_decay,
-            normalizers=normalizers, hidden_noise_std=self.hidden_noise_std if self.training else 0.0,
-            hidden_noise_scale=self.hidden_noise_scale,
-        )
-        return output.loss, output.metric_sums
+        with torch.autocast(batch.input_ids.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            output = unrolled_step(
+                self.draft, batch, rows, ttt_length=self.ttt_length, loss_decay=self.loss_decay,
+                normalizers=normalizers, hidden_noise_std=self.hidden_noise_std if self.training else 0.0,
+                hidden_noise_scale=self.hidden_noise_scale,
+            )
+        return output.loss.float(), output.metric_sums
 
 
 @dataclass
@@ -210,6 +215,8 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
         inputs.draft_config = dataclasses.replace(inputs.draft_config, fc_norm=True)
     if config.init_head_from_target:
         check_head_init(inputs.draft_config, inputs.final_norm)
+    if config.init_draft is not None:  # every process, before any waits for another
+        load_init_draft(Path(config.init_draft), inputs.draft_config, inputs.target_config)
     run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
     if isinstance(inputs.train, GrowingSource):  # the schedule's size: process 0's estimate, kept for a resume
         from accelerate.utils import broadcast_object_list
@@ -252,16 +259,26 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     return run
 
 
-def enter_epoch(run: Run, key: list[int] | None) -> None:
+def enter_epoch(run: Run, key: list[Any] | None) -> None:
     """A growing source's samples for the current epoch: ``key`` when resuming it, else what
-    process 0 finds now (sent to every process, so all train on the same samples)."""
+    process 0 finds now (sent to every process, so all train on the same samples; an error
+    there is raised on every process)."""
     source, config = run.inputs.train, run.config
     if not isinstance(source, GrowingSource):
         return
     if key is None:
         from accelerate.utils import broadcast_object_list
 
-        key = broadcast_object_list([source.next_epoch() if run.accelerator.is_main_process else None])[0]
+        found: Any = None
+        if run.accelerator.is_main_process:
+            try:
+                found = source.next_epoch(run.state.epoch_data, last=run.state.epoch >= config.num_epochs - 1)
+            except Eagle3Error as error:
+                found = {"error": str(error)}
+        found = broadcast_object_list([found])[0]
+        if isinstance(found, dict):
+            raise Eagle3Error(found["error"])
+        key = found
     source.use_epoch(key)
     run.state.epoch_data = key
     run.micro_batches_per_epoch = num_micro_batches(source.num_samples, config.per_device_batch_size, run.accelerator.num_processes)
@@ -379,7 +396,7 @@ def training_loop(run: Run, on_step: Callable[[int, int], None] | None) -> tuple
     window = Window(run)
     last_saved = state.global_step if state.global_step else None
     last_evaluated = None
-    while state.global_step < run.total_steps:
+    while state.global_step < run.total_steps and not last_epoch_done(run):
         window.add(*optimizer_step(run))
         state.global_step += 1
         if on_step is not None and run.accelerator.is_main_process:
@@ -399,10 +416,22 @@ def training_loop(run: Run, on_step: Callable[[int, int], None] | None) -> tuple
     return train_metrics, eval_metrics
 
 
+def epoch_consumed(run: Run) -> bool:
+    """The current epoch's optimizer steps are all taken (the next micro-batch starts a new one)."""
+    per_epoch = run.micro_batches_per_epoch
+    return run.state.micro_batch >= per_epoch - per_epoch % run.config.gradient_accumulation_steps
+
+
+def last_epoch_done(run: Run) -> bool:
+    """A growing source ends with its epochs, not with the planned steps: its earlier epochs,
+    over part of the data, took fewer steps than planned."""
+    return isinstance(run.inputs.train, GrowingSource) and run.state.epoch >= run.config.num_epochs - 1 and epoch_consumed(run)
+
+
 def next_local_batch(run: Run) -> list[int]:
     """This process's next micro-batch of sample indices; advances the data position."""
     state, config = run.state, run.config
-    if state.micro_batch >= run.micro_batches_per_epoch - run.micro_batches_per_epoch % config.gradient_accumulation_steps:
+    if epoch_consumed(run):
         state.epoch, state.micro_batch = state.epoch + 1, 0
         enter_epoch(run, None)
     order = epoch_order(run.inputs.train.num_samples, config.seed, state.epoch)
