@@ -81,6 +81,7 @@ class PastKeyValuesModel(nn.Module):
         super().__init__()
         self.inner = inner
         self.model = inner.model
+        self.config = inner.config
         self.inner_keyword = cache_keyword(inner)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
@@ -190,3 +191,27 @@ def test_cloned_state_branches_independently():
     one = speculative_generate(target, draft, context, config, state=first.state.clone())
     two = speculative_generate(target, draft, context, config, state=first.state.clone())
     assert one.tokens.tolist() == two.tokens.tolist()
+
+
+def test_a_sliding_window_target_is_refused() -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(num_hidden_layers=4, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                         vocab_size=VOCAB, use_sliding_window=True, sliding_window=8, max_window_layers=2)
+    with pytest.raises(Eagle3Error, match="sliding-window attention, whose cache cannot be compacted by position"):
+        HFTarget(Qwen2ForCausalLM(config).eval(), (1, 2, 3))
+
+
+def test_the_preallocated_cache_grows_in_place_and_matches_dynamic_cache() -> None:
+    """Every step writes into the same buffers until they are full; tokens equal DynamicCache's."""
+    model, draft = echo_target_and_draft("llama", VOCAB)
+    config = DecodingConfig(max_new_tokens=30, **TREE)
+    input_ids = prompt(22, 200, VOCAB)
+    preallocated, dynamic = HFTarget(model, draft.config.aux_layer_ids), HFTarget(model, draft.config.aux_layer_ids, preallocated=False)
+    expected = speculative_generate(dynamic, draft, input_ids, config)
+    assert type(expected.state.target_cache).__name__ == "DynamicCache"
+    generation = speculative_generate(preallocated, draft, input_ids, config)
+    assert generation.tokens.tolist() == expected.tokens.tolist()
+    layer = generation.state.target_cache.layers[0]
+    assert type(layer).__name__ == "PreallocatedLayer" and layer.key_buffer.shape[-2] == 256  # 200 + 30 + a tree fit
+    assert layer.keys.data_ptr() == layer.key_buffer.data_ptr() and layer.get_seq_length() == generation.state.cached_length

@@ -142,3 +142,19 @@ def test_a_failing_target_stops_the_run_with_one_clear_error_and_resumes(
 def test_settings_that_cannot_work_are_refused(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SampleConfig(data="d.jsonl", output_dir="out", **settings)
+
+
+@pytest.mark.parametrize("sliding", [True, False])
+def test_the_in_process_generator_refuses_only_sliding_window_targets(sliding: bool) -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from eagle3cli.target.kv_cache import check_full_attention
+
+    config = Qwen2Config(num_hidden_layers=4, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                         vocab_size=100, use_sliding_window=sliding, sliding_window=8, max_window_layers=2)
+    model = Qwen2ForCausalLM(config)
+    if sliding:
+        with pytest.raises(Eagle3Error, match="sliding-window attention, which the in-process generator does not implement"):
+            check_full_attention(model)
+    else:
+        check_full_attention(model)

@@ -12,6 +12,11 @@
   keyword is read once from the forward signature. Compaction copies the kept positions in
   place in each layer's ``keys``/``values`` and then calls ``crop(-k)`` (``crop`` with a
   positive length raises in newer versions; a negative count works in all of them).
+- **Preallocated cache.** ``DynamicCache`` appends by concatenation, copying every layer's
+  whole keys and values at every forward. The cache here (:func:`new_cache`) is a transformers
+  ``Cache`` of ``PreallocatedLayer``: the same interface, but each layer's keys and
+  values are views of a buffer that grows by doubling, so a forward writes only its new
+  positions, compaction gathers in place and cropping moves nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import nn
 from eagle3cli.capture import base_model, capture_layer_inputs, check_layer_ids, concat_captured
 from eagle3cli.decoding.state import TargetOutput
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.target.kv_cache import has_sliding_window, new_cache
 
 
 def cache_keyword(model: nn.Module) -> str:
@@ -40,13 +46,21 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class HFTarget:
-    """A stock HF causal LM seen as a :class:`~eagle3cli.decoding.state.TargetModel`."""
+    """A stock HF causal LM seen as a :class:`~eagle3cli.decoding.state.TargetModel`.
 
-    def __init__(self, model: nn.Module, aux_layer_ids: Sequence[int]) -> None:
+    ``preallocated=False`` leaves the cache to transformers (``DynamicCache``), for comparison."""
+
+    def __init__(self, model: nn.Module, aux_layer_ids: Sequence[int], *, preallocated: bool = True) -> None:
         check_layer_ids(len(base_model(model).layers), aux_layer_ids)
+        if has_sliding_window(model.config):
+            raise Eagle3Error(
+                "the target uses sliding-window attention, whose cache cannot be compacted by position",
+                hint="disable sliding windows in the target config for speculative decoding",
+            )
         self.model = model
         self.aux_layer_ids = tuple(aux_layer_ids)
         self.cache_keyword = cache_keyword(model)
+        self.preallocated = preallocated
 
     @property
     def dtype(self) -> torch.dtype:
@@ -62,6 +76,8 @@ class HFTarget:
         last_logits_only: bool = False,
     ) -> TargetOutput:
         """Run the model over ``input_ids [1, T]``; capture ``aux_hidden [1, T, 3 * Ht]``."""
+        if cache is None and self.preallocated:
+            cache = new_cache()
         with capture_layer_inputs(self.model, self.aux_layer_ids) as captured:
             out = self.model(
                 input_ids=input_ids,
@@ -78,7 +94,6 @@ class HFTarget:
         length = cache.get_seq_length()
         kept = positions.numel()
         for layer in cache.layers:
-            _check_full_attention(layer)
             layer.keys[..., start : start + kept, :] = layer.keys[..., positions, :]
             layer.values[..., start : start + kept, :] = layer.values[..., positions, :]
         return self.crop(cache, start + kept) if length > start + kept else cache
@@ -91,11 +106,3 @@ class HFTarget:
         if excess > 0:
             cache.crop(-excess)
         return cache
-
-
-def _check_full_attention(layer: Any) -> None:
-    if getattr(layer, "is_sliding", False):
-        raise Eagle3Error(
-            "the target uses sliding-window attention, whose cache cannot be compacted by position",
-            hint="disable sliding windows in the target config for speculative decoding",
-        )

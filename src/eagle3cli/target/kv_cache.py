@@ -1,4 +1,5 @@
-"""A row-ragged key/value cache for stock HF causal LMs, written in place, and a one-token attention for it.
+"""Key/value caches for stock HF causal LMs, written in place: a row-ragged cache with a
+one-token attention (batched sampling), and a preallocated cache for the decoder.
 
 HF's ``DynamicCache`` concatenates every layer's keys and values with each new token: at a
 batch of 128 rows and a few hundred positions that copy is ~40 % of a CPU decode step, and
@@ -18,8 +19,11 @@ one-token queries as two batched float32 matrix products on the views, with no c
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from transformers.cache_utils import Cache, DynamicLayer
 
 from eagle3cli.errors import Eagle3Error
 
@@ -122,12 +126,16 @@ def _hf_layer(ragged: RaggedLayer):
     return HfRaggedLayer()
 
 
+def has_sliding_window(config: Any) -> bool:
+    """Whether a model with ``config`` has sliding-window attention layers (as its own cache sees them)."""
+    from transformers.cache_utils import DynamicCache
+
+    return any(layer.is_sliding for layer in DynamicCache(config=config).layers)
+
+
 def check_full_attention(model: nn.Module) -> None:
     """Refuse sliding-window targets: their caches drop old positions, which this one does not."""
-    config = model.config.get_text_config()
-    if not getattr(config, "sliding_window", None) or not getattr(config, "use_sliding_window", True):
-        return
-    if any(kind == "sliding_attention" for kind in getattr(config, "layer_types", None) or ["sliding_attention"]):
+    if has_sliding_window(model.config):
         raise Eagle3Error(
             "the target uses sliding-window attention, which the in-process generator does not implement",
             hint="use the vLLM backend for this target",
@@ -170,3 +178,45 @@ def use_decode_attention(model: nn.Module) -> None:
     AttentionInterface.register(ATTENTION_NAME, decode_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
     model.set_attn_implementation(ATTENTION_NAME)
+
+
+PREALLOCATED_MIN_CAPACITY = 256
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A full-attention cache layer whose ``keys``/``values`` (``[B, heads, length, head_dim]``,
+    as in ``DynamicLayer``) are views of a buffer with room to grow: ``update`` writes the new
+    positions in place and reallocates (doubling) only when the buffer is full."""
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self.key_buffer = self.value_buffer = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start = self.get_seq_length()
+        end = start + key_states.shape[-2]
+        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+            self.key_buffer, self.value_buffer = (
+                grown(buffer, states, start, end) for buffer, states in ((self.key_buffer, key_states), (self.value_buffer, value_states))
+            )
+        self.key_buffer[..., start:end, :] = key_states
+        self.value_buffer[..., start:end, :] = value_states
+        self.keys, self.values = self.key_buffer[..., :end, :], self.value_buffer[..., :end, :]
+        return self.keys, self.values
+
+
+def grown(buffer: torch.Tensor | None, like: torch.Tensor, length: int, needed: int) -> torch.Tensor:
+    """A buffer shaped like ``like`` with room for ``needed`` positions (at least double the
+    old one), holding the first ``length`` positions of ``buffer``."""
+    capacity = max(needed, PREALLOCATED_MIN_CAPACITY, 0 if buffer is None else 2 * buffer.shape[-2])
+    out = like.new_empty((*like.shape[:-2], capacity, like.shape[-1]))
+    if buffer is not None and length:
+        out[..., :length, :] = buffer[..., :length, :]
+    return out
+
+
+def new_cache() -> Cache:
+    """An empty cache of :class:`PreallocatedLayer` (one per decoder layer, made on first use)."""
+    return Cache(layer_class_to_replicate=PreallocatedLayer)

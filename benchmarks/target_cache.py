@@ -1,0 +1,125 @@
+"""The decoder's target cache: preallocated (in-place writes) against transformers' DynamicCache.
+
+On a real target (SmolLM2-135M-Instruct, float32) and a draft: (1) one target forward of a
+16-node tree and one decode step at several context lengths, where DynamicCache copies every
+layer's keys and values per forward; (2) whole greedy generations (speculative with the CPU
+tree 16/3/4, and plain decoding) on MT-bench first turns, both caches alternating question by
+question, with identical tokens required. Prints markdown tables (median and range).
+
+    python benchmarks/target_cache.py --target runs/fp8/target --draft runs/fp8/fp8-vs-bf16/draft-bf16-seed0/best
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from eagle3cli.bench.questions import bundled_question_file, read_question_file
+from eagle3cli.chat_template import render_generation_prompt
+from eagle3cli.data.records import Turn
+from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
+from eagle3cli.decoding.generate import extend_context
+from eagle3cli.decoding.state import reserve
+from eagle3cli.decoding.target import HFTarget
+from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
+from eagle3cli.draft.checkpoint import load_checkpoint
+from eagle3cli.hub import load_tokenizer
+from eagle3cli.target.loading import load_pretrained
+
+VARIANTS = ("preallocated", "dynamic")
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} | {min(values):.1f}–{max(values):.1f}"
+
+
+@torch.inference_mode()
+def forwards(targets: dict[str, HFTarget], draft, tokenizer, rounds: int) -> None:
+    """Tree verify(16) and decode(1) after contexts of several lengths, alternating the caches."""
+    config = DecodingConfig(total_token=16, depth=3, top_k=4, max_new_tokens=8)
+    text = " ".join(question.turns[0] for question in read_question_file(bundled_question_file("mt_bench")))
+    ids = torch.tensor(tokenizer(text)["input_ids"])
+    print("| context | forward | cache | median ms | range ms |\n|---|---|---|---|---|")
+    for length in (256, 1024, 2048):
+        prompt = ids[:length]
+        states = {name: extend_context(target, draft, prompt, config)[0] for name, target in targets.items()}
+        state = states["dynamic"]
+        cache = reserve(state.draft_cache, state.cached_length + tree_cache_capacity(config) + config.max_step_tokens)
+        tree = draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+        prefix = state.cached_length
+        mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
+        one = state.tokens[-1:][None]
+        times: dict[tuple[str, str], list[float]] = {}
+        for round_index in range(rounds + 1):
+            for name, target in targets.items():
+                target_cache = states[name].target_cache
+                for kind, run in (
+                    ("verify(16)", lambda: target.forward(tree.tokens[None], positions, mask, target_cache)),
+                    ("decode(1)", lambda: target.forward(one, torch.tensor([[prefix]]), None, target_cache, last_logits_only=True)),
+                ):
+                    started = time.perf_counter()
+                    run()
+                    elapsed = time.perf_counter() - started
+                    target.crop(target_cache, prefix)
+                    if round_index:  # the first round warms up
+                        times.setdefault((kind, name), []).append(elapsed * 1e3)
+        for (kind, name), values in sorted(times.items()):
+            print(f"| {length} | {kind} | {name} | {spread(values)} |")
+
+
+@torch.inference_mode()
+def generations(targets: dict[str, HFTarget], draft, tokenizer, num_questions: int, max_new_tokens: int) -> None:
+    config = DecodingConfig(total_token=16, depth=3, top_k=4, max_new_tokens=max_new_tokens)
+    questions = read_question_file(bundled_question_file("mt_bench"))[: num_questions + 1]
+    rates: dict[tuple[str, str], list[float]] = {}
+    for index, question in enumerate(questions):
+        prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
+        outputs = {}
+        order = list(targets.items()) if index % 2 else list(targets.items())[::-1]  # alternate who goes first
+        for name, target in order:
+            for mode, run in (("speculative", lambda: speculative_generate(target, draft, prompt, config)),
+                              ("plain", lambda: baseline_generate(target, prompt, config))):
+                started = time.perf_counter()
+                generation = run()
+                elapsed = time.perf_counter() - started
+                outputs[(mode, name)] = generation.tokens.tolist()
+                if index:  # question 0 warms up
+                    rates.setdefault((mode, name), []).append(generation.tokens.numel() / elapsed)
+        for mode in ("speculative", "plain"):
+            assert outputs[(mode, "preallocated")] == outputs[(mode, "dynamic")], f"{mode} tokens differ on question {index}"
+    print(f"\n| decoding ({num_questions} MT-bench first turns, ≤ {max_new_tokens} tokens, 16/3/4) | cache | tok/s median | range |\n|---|---|---|---|")
+    for (mode, name), values in sorted(rates.items()):
+        print(f"| {mode} | {name} | {spread(values)} |")
+    print("\n| decoding | preallocated / dynamic tok/s, per question: median | range |\n|---|---|---|")
+    for mode in ("speculative", "plain"):
+        ratios = [a / b for a, b in zip(rates[(mode, "preallocated")], rates[(mode, "dynamic")])]
+        print(f"| {mode} | {statistics.median(ratios):.3f} | {min(ratios):.3f}–{max(ratios):.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", type=Path, required=True)
+    parser.add_argument("--draft", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--skip-forwards", action="store_true", help="only the whole generations")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    args = parser.parse_args()
+    model = load_pretrained(args.target, dtype=torch.float32, device_map="cpu")
+    tokenizer = load_tokenizer(str(args.target))
+    embedding = model.get_input_embeddings()
+    draft = load_checkpoint(args.draft, embed_tokens=embedding.weight.detach()).eval()
+    draft.embed_tokens = embedding
+    targets = {name: HFTarget(model, draft.config.aux_layer_ids, preallocated=name == "preallocated") for name in VARIANTS}
+    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}\n")
+    if not args.skip_forwards:
+        forwards(targets, draft, tokenizer, args.rounds)
+    generations(targets, draft, tokenizer, args.questions, args.max_new_tokens)
+
+
+if __name__ == "__main__":
+    main()
