@@ -22,7 +22,8 @@ import pytest
 from builders.fake_openai import free_consecutive_ports
 from eagle3cli.config import ServeConfig
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.serving.launcher import ServerGroup, plan_servers, resolve_vllm_python
+from eagle3cli.serving.launcher import ServerGroup, plan_servers
+from eagle3cli.vllm_process import resolve_vllm_python
 
 FAKE_API_SERVER = '''
 import argparse, http.server, json, os, signal, subprocess, sys, time
@@ -108,9 +109,9 @@ def test_a_python_without_vllm_is_refused_with_the_fix(monkeypatch: pytest.Monke
     monkeypatch.delenv("EAGLE3_VLLM_PYTHON", raising=False)
     monkeypatch.setenv("PYTHONPATH", "")
     with pytest.raises(Eagle3Error, match="cannot import vllm.*setup_vllm_venv.sh"):
-        resolve_vllm_python(config(vllm_python=sys.executable))
+        resolve_vllm_python(sys.executable)
     with pytest.raises(Eagle3Error, match="cannot run /no/such/python"):
-        resolve_vllm_python(config(vllm_python="/no/such/python"))
+        resolve_vllm_python("/no/such/python")
 
 
 def _alive(pid: int) -> bool:

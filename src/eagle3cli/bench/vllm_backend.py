@@ -33,6 +33,7 @@ from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
 from eagle3cli.chat_template import TemplateName, end_of_turn_token_ids, render_generation_prompt, validate_template
 from eagle3cli.data.records import Turn
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.vllm_process import resolve_vllm_python
 
 VllmQuestionCallback = Callable[[QuestionResult], None]
 
@@ -93,7 +94,7 @@ def run_vllm_questions(
 
     if not questions:
         raise Eagle3Error("no questions to answer")
-    python = find_vllm_python(vllm_python, target_dir)
+    python = resolve_vllm_python(vllm_python)
     tokenizer = load_tokenizer(str(target_dir))
     validate_template(tokenizer, chat_template, enable_thinking=enable_thinking, generation_only=True)
     if draft_dir is not None:
@@ -170,15 +171,6 @@ def check_draft(draft_dir: Path, target_dir: Path) -> None:
     if problems:
         raise Eagle3Error(f"draft {draft_dir} cannot be used with target {target_dir}: " + "; ".join(problems),
                           hint=f"run `eagle3 inspect {draft_dir}`")
-
-
-def find_vllm_python(vllm_python: str | None, target_dir: Path) -> str:
-    """The interpreter with vLLM: ``vllm_python``, else ``$EAGLE3_VLLM_PYTHON``, else this one (checked)."""
-    from eagle3cli.config import ServeConfig
-    from eagle3cli.serving.launcher import resolve_vllm_python
-
-    # The one place that resolves and checks vLLM's interpreter takes a serve config.
-    return resolve_vllm_python(ServeConfig(target_model=str(target_dir), vllm_python=vllm_python))
 
 
 def answer_question(

