@@ -66,7 +66,7 @@ def test_rms_norm_is_transformers_qwen3_norm() -> None:
 
 def test_a_target_with_another_final_norm_is_refused(tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase) -> None:
     from eagle3cli.dump.target import prepare_target
-    from eagle3cli.dump.vllm_states import check_vllm_target
+    from eagle3cli.dump.vllm_states import check_vllm_target, scratch_bytes
 
     config = dump_config(tmp_path, save_vllm_target(tmp_path / "target", qwen3_tokenizer), tmp_path / "out")
     target = prepare_target(config)
@@ -74,6 +74,8 @@ def test_a_target_with_another_final_norm_is_refused(tmp_path: Path, qwen3_token
     gemma = type(target)(target.directory, {**target.config, "model_type": "gemma2"}, "", target.draft, None)
     with pytest.raises(Eagle3Error, match="the target is 'gemma2'"):
         check_vllm_target(config, gemma)
+    # 1,000 tokens over 3 shards: 334 per shard x 4 layers (3 captured + the last) x hidden 128 x 4 bytes
+    assert scratch_bytes(1000, 3, target, torch.float32) == 334 * 4 * 128 * 4
     too_long = config.model_copy(update={"max_length": int(target.config["max_position_embeddings"])})  # 2048
     with pytest.raises(Eagle3Error, match="leaves vLLM no room for its one generated token"):
         check_vllm_target(too_long, target)

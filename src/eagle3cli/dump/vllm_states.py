@@ -73,7 +73,7 @@ def engine_arguments(
     config: DumpHiddenConfig, target: DumpTarget, states_dir: Path, compute_dtype: torch.dtype, extra: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """``vllm.LLM`` arguments: the target, the layers to extract, the connector that writes them."""
-    layers = sorted({*target.draft.aux_layer_ids, int(target.config["num_hidden_layers"])})
+    layers = extracted_layers(target)
     arguments = {
         "model": str(target.directory), "dtype": VLLM_DTYPES[compute_dtype], "seed": 0, "skip_tokenizer_init": True,
         "max_model_len": config.max_length + 1, "tensor_parallel_size": config.tensor_parallel_size,
@@ -88,6 +88,17 @@ def engine_arguments(
         },
     }
     return arguments | dict(extra or {})
+
+
+def extracted_layers(target: DumpTarget) -> list[int]:
+    """The layer ids vLLM extracts, ascending: the capture layers and the last layer's output."""
+    return sorted({*target.draft.aux_layer_ids, int(target.config["num_hidden_layers"])})
+
+
+def scratch_bytes(num_tokens: int, num_shards: int, target: DumpTarget, compute_dtype: torch.dtype) -> int:
+    """Disk the states files of one (average) shard take before they are read and removed."""
+    tokens_per_shard = -(-num_tokens // max(num_shards, 1))
+    return tokens_per_shard * len(extracted_layers(target)) * target.hidden_size * compute_dtype.itemsize
 
 
 def process_devices(local_rank: int, tensor_parallel_size: int) -> list[str]:
@@ -129,7 +140,7 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         self.states_dir = directory / STATES_DIR / f"rank-{rank}"
         shutil.rmtree(self.states_dir, ignore_errors=True)  # a killed run's leftovers
         self.states_dir.mkdir(parents=True)
-        self.layers = sorted({*target.draft.aux_layer_ids, int(target.config["num_hidden_layers"])})
+        self.layers = extracted_layers(target)
         self.norm_weight = read_final_norm(target.directory)
         self.norm_eps = float(target.config.get("rms_norm_eps", 1e-6))
         arguments = engine_arguments(config, target, self.states_dir, compute_dtype, engine_args)
