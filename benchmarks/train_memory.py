@@ -64,7 +64,7 @@ def make_draft(preset: str, device: torch.device, dtype: torch.dtype):
     generator = torch.Generator().manual_seed(0)
     counts = torch.randint(0, 1000, (config.vocab_size,), generator=generator)
     embed = torch.randn(config.vocab_size, config.hidden_size, generator=generator, dtype=dtype) * 0.02
-    draft = build_draft(config, build_vocab_map(counts, config.draft_vocab_size), embed, seed=0, init_draft=None).to(device)
+    draft = build_draft(config, build_vocab_map(counts, config.draft_vocab_size), embed, seed=0).to(device)
     lm_head = (torch.randn(config.vocab_size, config.hidden_size, generator=generator, dtype=dtype) * 0.02).to(device)
     return draft, TargetHead.split(lm_head, draft.t2d.to(device))
 

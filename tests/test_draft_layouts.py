@@ -300,13 +300,13 @@ def test_serve_hands_vllm_a_converted_draft_only_when_it_needs_one(tmp_path: Pat
 
 
 def test_init_draft_takes_any_layout(tmp_path: Path, target_dir: Path) -> None:
-    from eagle3cli.training.draft_setup import init_vocab_map, init_weights
+    from eagle3cli.training.draft_setup import init_vocab_map, init_weights, load_init_draft
 
     config, state = eagle_original(tmp_path / "eagle", target_dir)
-    target_config = read_target_config(target_dir)
-    weights = init_weights(tmp_path / "eagle", config, target_config)
+    source = load_init_draft(tmp_path / "eagle", config, read_target_config(target_dir))
+    weights = init_weights(source)
     assert all(torch.equal(weights[key], state[key].float()) for key in state if key not in ("d2t", "t2d"))
-    vocab_map = init_vocab_map(tmp_path / "eagle", config, target_config)
+    vocab_map = init_vocab_map(source)
     assert torch.equal(vocab_map.d2t, state["d2t"]) and torch.equal(vocab_map.t2d, state["t2d"])
 
 

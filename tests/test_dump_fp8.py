@@ -101,7 +101,7 @@ def test_a_draft_trains_from_float8_shards_with_the_bf16_loss(dumps: dict[str, P
     for dtype in ("bfloat16", "float8_e4m3fn"):
         inputs = prepare_offline(config(dtype, tmp_path / "unused"), context)
         vocab_map = inputs.count_vocab_map()
-        draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=0, init_draft=None)
+        draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=0)
         batch = inputs.train.batch([0, 2, 4], torch.device("cpu"))
         rows = target_rows(batch.last_hidden.float(), batch.loss_mask, TargetHead.split(inputs.lm_head, draft.t2d))
         losses.append(float(unrolled_step(draft, batch, rows, ttt_length=3, loss_decay=0.8).loss.detach()))

@@ -14,7 +14,8 @@ from builders.dump_data import write_chat_records
 from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.dump import open_dump
 from eagle3cli.dump.runner import dump_hidden
-from eagle3cli.dump.vllm_states import STATES_DIR, rms_norm
+from eagle3cli.dump.manifest import VLLM_STATES_DIR
+from eagle3cli.dump.vllm_states import rms_norm
 from eagle3cli.errors import Eagle3Error
 from vllm_env import save_vllm_target, vllm_python  # noqa: F401
 from vllm_offline import FAST_ENGINE_ARGS, FAST_ENGINE_ENV
@@ -49,7 +50,7 @@ def test_vllm_backend_writes_the_shards_of_the_transformers_backend(
             worst[name] = max(worst[name], float((a - b).abs().max()))
     assert worst["aux_hidden"] < 1e-6 and worst["last_hidden"] < 1e-5, worst  # measured 8.9e-8 / 1.7e-6
     assert torch.equal(vllm.vocab_map().d2t, hf.vocab_map().d2t)
-    assert not (tmp_path / "vllm" / STATES_DIR / "rank-0").exists()  # the per-request files are gone
+    assert not (tmp_path / "vllm" / VLLM_STATES_DIR / "rank-0").exists()  # the per-request files are gone
 
 
 def test_rms_norm_is_transformers_qwen3_norm() -> None:

@@ -65,7 +65,7 @@ def test_online_and_offline_give_the_same_loss_on_the_same_batch(dumped) -> None
     assert torch.equal(vocab_map.d2t, offline.count_vocab_map().d2t)
     outputs = []
     for inputs in (online, offline):
-        draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=0, init_draft=None)
+        draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=0)
         batch = inputs.train.batch([3, 11, 20], torch.device("cpu"))
         rows = target_rows(batch.last_hidden, batch.loss_mask, TargetHead.split(inputs.lm_head, draft.t2d))
         outputs.append(unrolled_step(draft, batch, rows, ttt_length=3, loss_decay=0.8))

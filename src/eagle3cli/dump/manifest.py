@@ -37,6 +37,7 @@ from eagle3cli.fileio import atomic_write_json
 MANIFEST_FILE = "manifest.json"
 DRAFT_CONFIG_FILE = "draft_config.json"
 SHARDS_DIR = "shards"
+VLLM_STATES_DIR = ".vllm-states"  # --backend vllm: per-request states files (while a shard is computed) and engine logs
 SHARD_SUFFIX = ".safetensors"
 RECORD_SUFFIX = ".json"
 # Settings that change what a shard holds: a rerun must match them to resume.
@@ -215,7 +216,7 @@ def remove_dump(directory: Path) -> None:
     for pattern in (f"shard-*{SHARD_SUFFIX}", f"shard-*{RECORD_SUFFIX}"):
         for path in (directory / SHARDS_DIR).glob(pattern):
             path.unlink()
-    shutil.rmtree(directory / ".vllm-states", ignore_errors=True)  # --backend vllm's per-request files and logs
+    shutil.rmtree(directory / VLLM_STATES_DIR, ignore_errors=True)
     remove_temporaries(directory)
 
 

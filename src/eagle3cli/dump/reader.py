@@ -203,7 +203,8 @@ def open_growing_dump(directory: str | Path, *, verify_checksums: bool = False) 
         number = path.name.removeprefix("shard-").removesuffix(RECORD_SUFFIX)
         record = read_record(directory, int(number)) if number.isdigit() else None
         if record is not None and (directory / record.file).is_file() and (directory / record.file).stat().st_size == record.num_bytes:
-            check_shard_file(directory, record, verify_checksum=verify_checksums)
+            if verify_checksums:
+                check_shard_file(directory, record, verify_checksum=True)
             shards.append(record)
     if not shards:
         raise Eagle3Error(

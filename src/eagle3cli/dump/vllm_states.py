@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from eagle3cli.config import DumpHiddenConfig
+from eagle3cli.dump.manifest import VLLM_STATES_DIR
 from eagle3cli.dump.plan import TokenizedSample
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
 from eagle3cli.dump.target import DumpTarget
@@ -38,7 +39,6 @@ from eagle3cli.vllm_process import VLLM_SIDE, VllmWorker, resolve_vllm_python
 DUMP_WORKER = VLLM_SIDE / "dump_worker.py"
 CONNECTOR = "Eagle3HiddenStatesConnector"
 CONNECTOR_MODULE = "eagle3_states_connector"
-STATES_DIR = ".vllm-states"
 # model types whose final norm is transformers' plain RMSNorm (weight * x / rms(x)) and whose
 # vLLM 0.32 model class hands out capture layers (SupportsEagle3)
 VLLM_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "qwen3_moe"})
@@ -136,18 +136,18 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         from eagle3cli.target_weights import read_final_norm
 
         check_vllm_target(config, target)
-        self.target = target
-        self.states_dir = directory / STATES_DIR / f"rank-{rank}"
+        self.states_dir = directory / VLLM_STATES_DIR / f"rank-{rank}"
         shutil.rmtree(self.states_dir, ignore_errors=True)  # a killed run's leftovers
         self.states_dir.mkdir(parents=True)
-        self.layers = extracted_layers(target)
+        layers = extracted_layers(target)  # the file's layer order
+        self.aux_slots = [layers.index(layer) for layer in target.draft.aux_layer_ids]
         self.norm_weight = read_final_norm(target.directory)
         self.norm_eps = float(target.config.get("rms_norm_eps", 1e-6))
         arguments = engine_arguments(config, target, self.states_dir, compute_dtype, engine_args)
         env = dict(env or {})
         if world_size > 1:  # data parallel: each process's engine on its own devices of those it may see
             env["CUDA_VISIBLE_DEVICES"] = ",".join(process_devices(local_rank, config.tensor_parallel_size))
-        self.log_path = directory / STATES_DIR / f"vllm-rank-{rank}.log"
+        self.log_path = directory / VLLM_STATES_DIR / f"vllm-rank-{rank}.log"
         self.engine = VllmWorker(resolve_vllm_python(config.vllm_python), arguments,
                                  log_path=self.log_path, env=env, worker=DUMP_WORKER)
 
@@ -192,9 +192,8 @@ class VllmStates(AbstractContextManager["VllmStates"]):
 
     def hidden_sample(self, sample: TokenizedSample, states: torch.Tensor, dtype: torch.dtype) -> HiddenSample:
         """``states [T, layers, H]`` (ascending layer ids) → the dump's sample."""
-        slot = {layer: index for index, layer in enumerate(self.layers)}
-        aux_hidden = torch.cat([states[:, slot[layer]] for layer in self.target.draft.aux_layer_ids], dim=-1)
-        last_hidden = rms_norm(states[:, slot[self.layers[-1]]], self.norm_weight, self.norm_eps)
+        aux_hidden = torch.cat([states[:, slot] for slot in self.aux_slots], dim=-1)
+        last_hidden = rms_norm(states[:, -1], self.norm_weight, self.norm_eps)  # the last layer's output: the highest id
         aux_scale = last_scale = None
         if dtype == FP8:
             aux_hidden, aux_scale = quantize(aux_hidden, NUM_AUX_STATES)

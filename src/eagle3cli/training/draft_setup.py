@@ -39,10 +39,11 @@ class FrozenEmbedding(nn.Module):
 
 
 def build_draft(
-    config: DraftConfig, vocab_map: VocabMap, embed_tokens: torch.Tensor, *, seed: int, init_draft: str | None,
-    target_head: tuple[torch.Tensor, torch.Tensor] | None = None, target_config: Mapping[str, Any] | None = None,
+    config: DraftConfig, vocab_map: VocabMap, embed_tokens: torch.Tensor, *, seed: int, init: Eagle3DraftModel | None = None,
+    target_head: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Eagle3DraftModel:
-    """A freshly initialised (seeded) or ``init_draft``-loaded draft with the map and embedding installed.
+    """A freshly initialised (seeded) draft, or one with the weights of ``init`` (an
+    ``--init-draft`` read by :func:`load_init_draft`), with the map and embedding installed.
 
     ``target_head = (the target's lm_head rows of the draft tokens [draft_vocab, Ht], its final
     norm [Ht])`` (checked by :func:`check_head_init`): the draft's ``lm_head`` and ``norm`` start
@@ -52,8 +53,8 @@ def build_draft(
     check_embedding(embed_tokens, config)
     torch.manual_seed(seed)
     draft = Eagle3DraftModel(config)
-    if init_draft is not None:
-        draft.load_state_dict(init_weights(Path(init_draft), config, target_config), strict=False)
+    if init is not None:
+        draft.load_state_dict(init_weights(init), strict=False)
     draft.set_vocab_map(vocab_map.d2t, vocab_map.t2d)
     if target_head is not None:
         init_head(draft, *target_head)
@@ -118,16 +119,14 @@ def load_init_draft(directory: Path, config: DraftConfig, target_config: Mapping
     return source
 
 
-def init_weights(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """The trainable weights of an ``--init-draft``."""
-    source = load_init_draft(directory, config, target_config)
+def init_weights(source: Eagle3DraftModel) -> dict[str, torch.Tensor]:
+    """The trainable weights of an ``--init-draft`` (:func:`load_init_draft`)."""
     return {key: value for key, value in source.state_dict().items() if not key.startswith("embed_tokens")}
 
 
-def init_vocab_map(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> VocabMap:
-    """The frozen map of an ``--init-draft``."""
-    draft = load_init_draft(directory, config, target_config)
-    return VocabMap(d2t=draft.d2t.clone(), t2d=draft.t2d.clone())
+def init_vocab_map(source: Eagle3DraftModel) -> VocabMap:
+    """The frozen map of an ``--init-draft`` (:func:`load_init_draft`)."""
+    return VocabMap(d2t=source.d2t.clone(), t2d=source.t2d.clone())
 
 
 def shared_vocab_map(

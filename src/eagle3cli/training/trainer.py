@@ -146,7 +146,7 @@ class DraftTrainingModule(nn.Module):
                 normalizers=normalizers, hidden_noise_std=self.hidden_noise_std if self.training else 0.0,
                 hidden_noise_scale=self.hidden_noise_scale,
             )
-        return output.loss.float(), output.metric_sums
+        return output.loss, output.metric_sums
 
 
 @dataclass
@@ -215,8 +215,8 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
         inputs.draft_config = dataclasses.replace(inputs.draft_config, fc_norm=True)
     if config.init_head_from_target:
         check_head_init(inputs.draft_config, inputs.final_norm)
-    if config.init_draft is not None:  # every process, before any waits for another
-        load_init_draft(Path(config.init_draft), inputs.draft_config, inputs.target_config)
+    # read and checked once, on every process before any waits for another
+    init = None if config.init_draft is None else load_init_draft(Path(config.init_draft), inputs.draft_config, inputs.target_config)
     run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
     if isinstance(inputs.train, GrowingSource):  # the schedule's size: process 0's estimate, kept for a resume
         from accelerate.utils import broadcast_object_list
@@ -229,12 +229,12 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
         write_resolved_config(config, output_dir)
         atomic_write_json(output_dir / RUN_RECORD_FILE, run_record)
     accelerator.wait_for_everyone()
-    vocab_map = run_vocab_map(config, output_dir, inputs, accelerator)
+    vocab_map = run_vocab_map(output_dir, inputs, accelerator, init)
     target_head = TargetHead.split(inputs.lm_head, vocab_map.t2d.to(inputs.lm_head.device))
     inputs.lm_head = None  # the split holds its rows; the full matrix (~1 GiB for an 8B target) is let go
     head = (target_head.draft_rows, inputs.final_norm) if config.init_head_from_target else None
-    draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init_draft=config.init_draft,
-                        target_head=head, target_config=inputs.target_config)
+    draft = build_draft(inputs.draft_config, vocab_map, inputs.embed_tokens, seed=config.seed, init=init, target_head=head)
+    del init
     module = DraftTrainingModule(draft, config)
     parameters = [parameter for parameter in module.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -291,10 +291,10 @@ def enter_epoch(run: Run, key: list[Any] | None) -> None:
     logger.info("epoch %d trains on %d samples (of %d planned)", run.state.epoch, source.num_samples, source.planned_num_samples)
 
 
-def run_vocab_map(config: TrainHyperParameters, output_dir: Path, inputs: TrainingInputs, accelerator: Any) -> VocabMap:
+def run_vocab_map(output_dir: Path, inputs: TrainingInputs, accelerator: Any, init: Eagle3DraftModel | None) -> VocabMap:
     count = inputs.count_vocab_map
-    if config.init_draft is not None:
-        count = lambda: init_vocab_map(Path(config.init_draft), inputs.draft_config, inputs.target_config)  # noqa: E731  # fine-tune keeps its map
+    if init is not None:
+        count = lambda: init_vocab_map(init)  # noqa: E731  # fine-tune keeps its map
     return shared_vocab_map(
         output_dir, inputs.draft_config, is_main_process=accelerator.is_main_process,
         wait_for_everyone=accelerator.wait_for_everyone, compute=count,
