@@ -33,7 +33,7 @@ from eagle3cli.decoding.target import HFTarget
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.draft.checkpoint import load_checkpoint
 from eagle3cli.target.loading import load_pretrained
-from eagle3cli.hub import load_tokenizer
+from eagle3cli.target.hub import load_tokenizer
 
 
 def medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str, tuple[float, float, float]]:

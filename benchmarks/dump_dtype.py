@@ -26,7 +26,7 @@ from eagle3cli.chat_template import tokenize_conversation
 from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.data.readers import read_conversations
 from eagle3cli.dump.runner import dump_hidden
-from eagle3cli.hub import load_tokenizer
+from eagle3cli.target.hub import load_tokenizer
 from eagle3cli.target.loading import load_pretrained
 
 

@@ -34,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from eagle3cli.capture import base_model  # noqa: E402
+from eagle3cli.target.capture import base_model  # noqa: E402
 from eagle3cli.config import DumpHiddenConfig  # noqa: E402
-from eagle3cli.dump.compute import load_target  # noqa: E402
-from eagle3cli.target.loading import resolve_device  # noqa: E402
+from eagle3cli.target.loading import load_target, resolve_device  # noqa: E402
 from eagle3cli.dump.plan import INDEX_BYTES_PER_TOKEN, bytes_per_token, shard_inputs, token_batches, tokenize_records  # noqa: E402
 from eagle3cli.dump.runner import dump_hidden  # noqa: E402
-from eagle3cli.dump.shard_file import DUMP_DTYPES, compute_dtype  # noqa: E402
+from eagle3cli.dump.compute import compute_dtype  # noqa: E402
+from eagle3cli.dump.shard_file import DUMP_DTYPES  # noqa: E402
 from eagle3cli.dump.target import prepare_target  # noqa: E402
 from eagle3cli.dump.writer import NUM_WRITER_THREADS  # noqa: E402
 
@@ -93,11 +93,11 @@ def build_target(directory: Path, args: argparse.Namespace) -> Path:
         vocab_size=len(tokenizer), hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
         num_hidden_layers=args.num_layers, num_attention_heads=args.num_heads, num_key_value_heads=args.num_kv_heads,
         head_dim=args.hidden_size // args.num_heads, max_position_embeddings=max(4096, args.max_length),
-        tie_word_embeddings=False, dtype=str(compute_dtype(DUMP_DTYPES[args.dtype])).removeprefix("torch."),
+        tie_word_embeddings=False, dtype=str(compute_dtype(DUMP_DTYPES[args.dtype], resolve_device(args.device, 0))).removeprefix("torch."),
     )
     torch.manual_seed(0)
     default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(compute_dtype(DUMP_DTYPES[args.dtype]))  # initialise in the target dtype: half the memory of float32
+    torch.set_default_dtype(compute_dtype(DUMP_DTYPES[args.dtype], resolve_device(args.device, 0)))  # initialise in the target dtype: half the memory of float32
     try:
         with torch.device(resolve_device(args.device, 0)):
             model = Qwen3ForCausalLM(config)
@@ -132,11 +132,11 @@ def bare_forward_tokens_per_s(config: DumpHiddenConfig) -> float:
     """The base model over the dump's batches: pre-tokenised, no hooks, no copies, no writes."""
     target = prepare_target(config)
     device = resolve_device(config.device, 0)
-    model = load_target(target.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype]), device=device, trust_remote_code=False)
+    model = load_target(target.spec.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype], device), device=device, trust_remote_code=False)
     stack = base_model(model)
     batches = []
     for shard in shard_inputs(config):
-        samples = tokenize_records(shard.records, target.tokenizer, config).samples
+        samples = tokenize_records(shard.records, target.spec.tokenizer, config).samples
         for batch in token_batches([len(s.input_ids) for s in samples], config.batch_tokens):
             batches.append([samples[i].input_ids for i in batch])
     inputs = [padded(batch) for batch in batches]

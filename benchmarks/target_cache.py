@@ -27,7 +27,7 @@ from eagle3cli.decoding.state import reserve
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.draft.checkpoint import load_checkpoint
-from eagle3cli.hub import load_tokenizer
+from eagle3cli.target.hub import load_tokenizer
 from eagle3cli.target.loading import load_pretrained
 
 VARIANTS = ("preallocated", "dynamic")

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from builders.models import save_brief_target
 from eagle3cli.cli.main import app
 from eagle3cli.draft.checkpoint import save_draft_model
-from eagle3cli.draft.derive import derive_draft_config, read_target_config
+from eagle3cli.draft.derive import derive_draft_config
+from eagle3cli.target.spec import read_target_config
 from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import build_vocab_map
 

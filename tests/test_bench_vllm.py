@@ -23,7 +23,6 @@ from eagle3cli.bench.report import acceptance_by_position, summarize
 from eagle3cli.bench.vllm_backend import (
     TurnSettings,
     answer_question,
-    check_draft,
     run_vllm_questions,
     vllm_engine_args,
 )
@@ -31,6 +30,7 @@ from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine, VllmGeneration
 from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.target.spec import resolve_target
 from vllm_env import vllm_python  # noqa: F401
 from vllm_offline import FAST_ENGINE_ARGS, FAST_ENGINE_ENV, MAX_MODEL_LEN
 
@@ -106,14 +106,17 @@ def test_engine_arguments_add_an_eagle3_chain_only_with_a_draft(tmp_path: Path) 
 def test_a_draft_vllm_would_load_silently_wrong_is_refused_first(
     tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase
 ) -> None:
+    from eagle3cli.draft.checkpoint import check_fits_target
+
     target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
     draft, _ = save_cycle_drafts(tmp_path, target)
-    check_draft(draft, target.directory)
+    spec = resolve_target(target.directory, chat_template="qwen3", generation_only=True)
+    check_fits_target(draft, spec.directory, spec.config)
     weights = load_file(draft / "model.safetensors")
     del weights["d2t"]  # vLLM would run this with zero offsets and accept nothing
     save_file(weights, draft / "model.safetensors")
-    with pytest.raises(Eagle3Error, match="missing tensor 'd2t'"):
-        check_draft(draft, target.directory)
+    with pytest.raises(Eagle3Error, match="missing tensor 'd2t'"):  # before any vLLM is looked for
+        run_vllm_questions(QUESTIONS, target=spec, draft_dir=draft, log_path=tmp_path / "vllm.log", vllm_python=sys.executable)
 
 
 def test_an_engine_that_cannot_start_raises_with_its_log(tmp_path: Path) -> None:
@@ -130,7 +133,7 @@ def test_vllm_answers_the_questions_as_the_target_would_and_reports_its_acceptan
     target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
     draft, _ = save_cycle_drafts(tmp_path, target)
     settings = dict(
-        target_dir=target.directory, num_speculative_tokens=3, temperature=0.0, max_new_tokens=32, chat_template="qwen3",
+        target=resolve_target(target.directory, chat_template="qwen3", generation_only=True), num_speculative_tokens=3, temperature=0.0, max_new_tokens=32, chat_template="qwen3",
         seed=3, vllm_python=vllm_python, dtype="float32", max_model_len=MAX_MODEL_LEN, engine_args=FAST_ENGINE_ARGS,
         env=FAST_ENGINE_ENV,
     )

@@ -19,7 +19,8 @@ from builders.decoding import (
 )
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
 from eagle3cli.decoding.state import allocate_draft_cache, draft_extend
-from eagle3cli.decoding.target import HFTarget, cache_keyword
+from eagle3cli.decoding.target import HFTarget
+from eagle3cli.target.kv_cache import cache_keyword
 from eagle3cli.errors import Eagle3Error
 
 VOCAB = 96

@@ -14,11 +14,12 @@ from safetensors.torch import load_file, save_file
 
 from eagle3cli.draft.checkpoint import checkpoint_shapes, load_checkpoint, save_checkpoint, save_draft_model
 from eagle3cli.draft.config import DraftConfig
-from eagle3cli.draft.derive import derive_draft_config, read_target_config
+from eagle3cli.draft.derive import derive_draft_config
+from eagle3cli.target.spec import read_target_config
 from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import build_vocab_map
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.target_weights import read_embed_tokens
+from eagle3cli.target.weights import read_embed_tokens
 
 VOCAB_SIZE = 512
 DRAFT_VOCAB_SIZE = 100

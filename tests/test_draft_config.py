@@ -21,10 +21,10 @@ from eagle3cli.draft.derive import (
     default_aux_layer_ids,
     derive_draft_config,
     draft_config_from_file,
-    read_target_config,
     resolve_draft_config,
 )
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.target.spec import read_target_config
 
 VOCAB_SIZE = 512
 

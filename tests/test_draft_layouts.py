@@ -24,7 +24,8 @@ from eagle3cli.cli.main import app
 from eagle3cli.draft.checkpoint import inspect_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from eagle3cli.draft.config_json import draft_config_to_json
 from eagle3cli.draft.convert import convert_draft
-from eagle3cli.draft.derive import derive_draft_config, read_target_config
+from eagle3cli.draft.derive import derive_draft_config
+from eagle3cli.target.spec import read_target_config
 from eagle3cli.draft.layouts import detect_layout
 from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import build_vocab_map

@@ -11,7 +11,7 @@ from builders.models import build_tiny_target
 from safetensors.torch import save_file
 
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.target_weights import read_embed_tokens, read_lm_head, read_target_tensor
+from eagle3cli.target.weights import read_embed_tokens, read_lm_head, read_target_tensor
 
 VOCAB_SIZE = 96
 

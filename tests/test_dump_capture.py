@@ -10,13 +10,13 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from builders.dump_data import dump_config, reference_states, template_of, write_chat_records
-from eagle3cli.capture import capture_hidden_states, capture_layer_inputs
+from eagle3cli.target.capture import capture_hidden_states, capture_layer_inputs
 from eagle3cli.chat_template import tokenize_conversation
 from eagle3cli.data.readers import read_conversations
 from eagle3cli.dump import open_dump
 from eagle3cli.dump.runner import dump_hidden
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.hub import load_tokenizer
+from eagle3cli.target.hub import load_tokenizer
 
 AUX_LAYER_IDS = (1, 2, 3)  # what the draft config derives for a 4-layer target
 

@@ -108,3 +108,15 @@ def test_a_draft_trains_from_float8_shards_with_the_bf16_loss(dumps: dict[str, P
     assert losses[1] == pytest.approx(losses[0], rel=0.02)
     summary = train_offline(config("float8_e4m3fn", tmp_path / "draft"))
     assert summary.global_step == 2 and (summary.final_dir / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_half_precision_dumps_compute_in_float32_on_a_cpu_without_native_bf16(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.dump import compute
+
+    monkeypatch.setattr(compute, "native_bf16", lambda device: native or device.type == "cuda")
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    half = torch.bfloat16 if native else torch.float32
+    assert [compute.compute_dtype(dtype, cpu) for dtype in (torch.bfloat16, torch.float16, FP8, torch.float32)] == [
+        half, torch.float16 if native else torch.float32, half, torch.float32]
+    assert [compute.compute_dtype(dtype, gpu) for dtype in (torch.bfloat16, FP8, torch.float32)] == [torch.bfloat16, torch.bfloat16, torch.float32]

@@ -204,6 +204,6 @@ def test_no_pickle_is_loaded_when_dumping_or_reading(
     dump = open_dump(tmp_path / "out", verify_checksums=True)
     assert len(list(dump)) == NUM_RECORDS and dump.read_sample(1).sample_id == "rec-1"
     dump.vocab_map()
-    sources = [Path(__file__).parents[1] / "src/eagle3cli/capture.py", *(Path(__file__).parents[1] / "src/eagle3cli/dump").glob("*.py")]
+    sources = [Path(__file__).parents[1] / "src/eagle3cli/target/capture.py", *(Path(__file__).parents[1] / "src/eagle3cli/dump").glob("*.py")]
     calls = ("torch.load(", "import pickle", "pickle.load")
     assert not [path for path in sources if any(call in path.read_text() for call in calls)]

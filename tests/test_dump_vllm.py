@@ -4,6 +4,8 @@ masks and vocabulary map, states equal to float32 rounding — on a tiny Qwen3 t
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
@@ -72,12 +74,12 @@ def test_a_target_with_another_final_norm_is_refused(tmp_path: Path, qwen3_token
     config = dump_config(tmp_path, save_vllm_target(tmp_path / "target", qwen3_tokenizer), tmp_path / "out")
     target = prepare_target(config)
     check_vllm_target(config, target)
-    gemma = type(target)(target.directory, {**target.config, "model_type": "gemma2"}, "", target.draft, None)
+    gemma = dataclasses.replace(target, spec=dataclasses.replace(target.spec, config={**target.spec.config, "model_type": "gemma2"}))
     with pytest.raises(Eagle3Error, match="the target is 'gemma2'"):
         check_vllm_target(config, gemma)
     # 1,000 tokens over 3 shards: 334 per shard x 4 layers (3 captured + the last) x hidden 128 x 4 bytes
     assert scratch_bytes(1000, 3, target, torch.float32) == 334 * 4 * 128 * 4
-    too_long = config.model_copy(update={"max_length": int(target.config["max_position_embeddings"])})  # 2048
+    too_long = config.model_copy(update={"max_length": int(target.spec.config["max_position_embeddings"])})  # 2048
     with pytest.raises(Eagle3Error, match="leaves vLLM no room for its one generated token"):
         check_vllm_target(too_long, target)
 

@@ -18,7 +18,8 @@ from builders.dump_data import write_chat_records
 from builders.training import single_thread_torch
 from eagle3cli.cli.main import app
 from eagle3cli.draft.checkpoint import save_draft_model
-from eagle3cli.draft.derive import derive_draft_config, read_target_config
+from eagle3cli.draft.derive import derive_draft_config
+from eagle3cli.target.spec import read_target_config
 from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import build_vocab_map
 

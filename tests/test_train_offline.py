@@ -106,7 +106,7 @@ def test_num_samples_trains_on_a_prefix_of_the_dump(dumped, tmp_path: Path) -> N
 def test_init_head_from_target_starts_from_the_target_rows_and_final_norm(dumped, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from eagle3cli.target_weights import read_final_norm, read_lm_head
+    from eagle3cli.target.weights import read_final_norm, read_lm_head
 
     train_offline(offline_config(dumped, tmp_path / "run", init_head_from_target=True, max_steps=1, learning_rate=1e-9))
     draft = load_file(tmp_path / "run" / "final" / "model.safetensors")
@@ -167,7 +167,7 @@ def test_missing_lm_head_key_is_named(dumped, tmp_path: Path) -> None:
 
 
 def test_draft_config_with_other_capture_layers_is_refused(dumped, tmp_path: Path) -> None:
-    from eagle3cli.draft.derive import read_target_config
+    from eagle3cli.target.spec import read_target_config
     from eagle3cli.dump import open_dump
     from eagle3cli.training.offline import offline_draft_config
 
@@ -181,7 +181,8 @@ def test_draft_config_with_other_capture_layers_is_refused(dumped, tmp_path: Pat
 
 def test_draft_config_from_another_target_is_refused(dumped, llama_target_dir: Path, tmp_path: Path) -> None:
     from eagle3cli.draft.config_json import write_draft_config
-    from eagle3cli.draft.derive import read_target_config, resolve_draft_config
+    from eagle3cli.draft.derive import resolve_draft_config
+    from eagle3cli.target.spec import read_target_config
 
     write_draft_config(tmp_path / "draft.json", resolve_draft_config(read_target_config(llama_target_dir)))
     with pytest.raises(Eagle3Error, match="vocab_size"):

@@ -91,7 +91,8 @@ def test_cli_rejects_bad_hyperparameters() -> None:
 
 def test_draft_config_from_another_target_is_refused(cycle_run, llama_target_dir: Path, tmp_path: Path) -> None:
     from eagle3cli.draft.config_json import write_draft_config
-    from eagle3cli.draft.derive import read_target_config, resolve_draft_config
+    from eagle3cli.draft.derive import resolve_draft_config
+    from eagle3cli.target.spec import read_target_config
 
     target, _, _ = cycle_run
     other = resolve_draft_config(read_target_config(llama_target_dir))  # another vocabulary size
@@ -125,6 +126,6 @@ def test_fine_tune_from_a_draft_reuses_its_vocabulary_map(cycle_run, tmp_path: P
 
 def test_fsdp_in_one_process_is_refused(cycle_run, tmp_path: Path) -> None:
     target, _, _ = cycle_run
-    config = OnlineTrainConfig(target_model=str(target), train_data="unused", output_dir=str(tmp_path / "out"), fsdp=True)
+    config = OnlineTrainConfig(target_model=str(target), train_data="unused", output_dir=str(tmp_path / "out"), chat_template="qwen3", fsdp=True)
     with pytest.raises(Eagle3Error, match="--fsdp shards the draft across processes; this run is NO with 1 process"):
         train_online(config)

@@ -25,7 +25,7 @@ from eagle3cli.draft.checkpoint import load_checkpoint, save_draft_model
 from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
 from eagle3cli.draft.checkpoint import inspect_checkpoint
 from eagle3cli.draft.convert import convert_draft
-from eagle3cli.draft.derive import read_target_config
+from eagle3cli.target.spec import read_target_config
 from vllm_env import vllm_python  # noqa: F401
 from vllm_offline import offline_engine
 

@@ -57,7 +57,7 @@ def check_dataset(
     """
     from eagle3cli.chat_template import tokenize_conversation, validate_template
     from eagle3cli.data.readers import read_conversations
-    from eagle3cli.hub import load_tokenizer
+    from eagle3cli.target.hub import load_tokenizer
 
     if tokenizer is None:
         tokenizer = load_tokenizer(config.target_model, trust_remote_code=config.trust_remote_code)

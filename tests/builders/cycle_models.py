@@ -36,7 +36,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrai
 
 from builders.models import tiny_config_kwargs
 from eagle3cli.draft.checkpoint import save_draft_model
-from eagle3cli.draft.derive import derive_draft_config, read_target_config
+from eagle3cli.draft.derive import derive_draft_config
+from eagle3cli.target.spec import read_target_config
 from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import VocabMap, vocab_map_from_target_ids
 

@@ -21,7 +21,7 @@ import torch
 
 from eagle3cli.bench.questions import Question, load_questions, select_questions
 from eagle3cli.bench.report import QuestionResult, TurnResult, plot_summary, summarize
-from eagle3cli.chat_template import end_of_turn_token_ids, render_generation_prompt, validate_template
+from eagle3cli.chat_template import end_of_turn_token_ids, render_generation_prompt
 from eagle3cli.config import BenchConfig
 from eagle3cli.configfile import write_resolved_config
 from eagle3cli.data.records import Turn
@@ -30,6 +30,8 @@ from eagle3cli.decoding.target import HFTarget
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
 from eagle3cli.outputs import claimed_output_dir
+from eagle3cli.target.loading import load_target, native_bf16, resolve_device, resolve_dtype
+from eagle3cli.target.spec import TargetSpec, resolve_target
 
 QuestionCallback = Callable[[str, QuestionResult], None]
 
@@ -48,84 +50,48 @@ def modes_of(config: BenchConfig) -> list[str]:
     return ["baseline", "eagle"] if config.mode == "both" else [config.mode]
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise Eagle3Error(f"--device {device} asked for, but CUDA is not available", hint="use --device cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, dtype)
-
-
 def resolve_head_dtype(choice: str, device: torch.device, dtype: torch.dtype) -> torch.dtype:
     """The draft head's dtype: ``auto`` is bfloat16 on a CPU that multiplies it natively
     (benchmarks/cpu_step.py: a 32k x 576 head 11.5 ms in float32, 3.5 ms in bfloat16), else ``dtype``."""
     if choice != "auto":
         return getattr(torch, choice)
-    from eagle3cli.target.loading import native_bf16
-
     if device.type == "cpu" and native_bf16(device):
         return torch.bfloat16
     return dtype
 
 
-def load_target(config: BenchConfig, target_dir: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """The target on ``device``, or spread over all visible GPUs when ``num_gpus_per_model > 1``."""
-    from eagle3cli.target import loading
-
-    if config.num_gpus_per_model == 1 or device.type != "cuda":
-        return loading.load_pretrained(target_dir, dtype=dtype, device_map=str(device))
-    max_memory = None
-    if config.max_gpu_memory:
-        max_memory = {index: config.max_gpu_memory for index in range(torch.cuda.device_count())}
-    return loading.load_pretrained(target_dir, dtype=dtype, device_map="auto", max_memory=max_memory)
-
-
-def check_draft(config: BenchConfig, target_dir: Path) -> Path:
-    """The draft's folder, checked against the target's config before any weights are loaded."""
-    from eagle3cli.draft.checkpoint import inspect_checkpoint
-    from eagle3cli.draft.derive import read_target_config
-    from eagle3cli.hub import resolve_model_dir
-
-    assert config.eagle_model_path is not None  # the config requires it outside baseline mode
-    draft_dir = resolve_model_dir(config.eagle_model_path)
-    problems = inspect_checkpoint(draft_dir, target_config=read_target_config(target_dir)).problems
-    if problems:
-        raise Eagle3Error(f"draft {draft_dir} does not fit target {target_dir}: " + "; ".join(problems),
-                          hint=f"run eagle3 inspect {draft_dir} --target-model {target_dir}")
-    return draft_dir
+def bench_target(config: BenchConfig) -> TargetSpec:
+    """The target, its tokenizer checked for generation prompts in the bench's chat template."""
+    return resolve_target(config.base_model_path, chat_template=config.chat_template,
+                          enable_thinking=config.enable_thinking, generation_only=True)
 
 
 def load_models(config: BenchConfig) -> BenchModels:
     """Target from ``base_model_path``; the draft (reusing the target's embedding) when needed.
-    The draft and the chat template are checked before the target's weights are loaded."""
-    from eagle3cli.draft.checkpoint import load_checkpoint
-    from eagle3cli.draft.derive import read_target_config
-    from eagle3cli.hub import load_tokenizer, resolve_model_dir
+    The chat template and the draft are checked before the target's weights are loaded."""
+    from eagle3cli.draft.checkpoint import check_fits_target, load_checkpoint
+    from eagle3cli.target.hub import resolve_model_dir
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-    target_dir = resolve_model_dir(config.base_model_path)
-    draft_dir = None if config.mode == "baseline" else check_draft(config, target_dir)
-    target_config = read_target_config(target_dir)
-    tokenizer = load_tokenizer(str(target_dir))
-    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking, generation_only=True)
-    model = load_target(config, target_dir, device, dtype)
+    target = bench_target(config)
+    draft_dir = None
+    if config.mode != "baseline":
+        assert config.eagle_model_path is not None  # the config requires it outside baseline mode
+        draft_dir = resolve_model_dir(config.eagle_model_path)
+        check_fits_target(draft_dir, target.directory, target.config)
+    model = load_target(target.directory, dtype=dtype, device=device,
+                        num_gpus=config.num_gpus_per_model, max_gpu_memory=config.max_gpu_memory)
     aux_layer_ids: tuple[int, ...] = (0,)
     draft = None
     if draft_dir is not None:
         embedding = model.get_input_embeddings()
-        draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu(), target_config=target_config)
+        draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu(), target_config=target.config)
         draft.embed_tokens = embedding  # share the target's embedding instead of a copy
         draft = draft.to(device=device, dtype=dtype).eval()
         draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))
         aux_layer_ids = draft.config.aux_layer_ids
-    return BenchModels(HFTarget(model, aux_layer_ids), draft, tokenizer, device)
+    return BenchModels(HFTarget(model, aux_layer_ids), draft, target.tokenizer, device)
 
 
 def decoding_config(config: BenchConfig, tokenizer: Any) -> DecodingConfig:
@@ -256,7 +222,7 @@ def calibration_speed(models: BenchModels, question: Question, config: BenchConf
 def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfig) -> tuple[BenchConfig, str]:
     """``config`` with its ``auto`` tree values chosen (measured, or from the cache), and why."""
     from eagle3cli.bench import tree_choice
-    from eagle3cli.hub import resolve_model_dir
+    from eagle3cli.target.hub import resolve_model_dir
 
     def stamp(path: Path) -> list[Any]:
         return [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else [str(path)]
@@ -319,16 +285,17 @@ def run_vllm_modes(
 ) -> tuple[dict[str, list[QuestionResult]], dict[str, Any]]:
     """Every mode through vLLM's own engine: eagle = speculative (a chain), baseline = the target alone."""
     from eagle3cli.bench.vllm_backend import run_vllm_questions
-    from eagle3cli.hub import resolve_model_dir
+    from eagle3cli.target.hub import resolve_model_dir
 
     device = resolve_device(config.device)
     dtype = "float32" if config.dtype == "auto" and device.type == "cpu" else config.dtype
+    target = bench_target(config)
     modes: dict[str, list[QuestionResult]] = {}
     metrics: dict[str, Any] = {}
     for mode in modes_of(config):
         draft_dir = resolve_model_dir(config.eagle_model_path) if mode == "eagle" else None
         run = run_vllm_questions(
-            questions, target_dir=resolve_model_dir(config.base_model_path), draft_dir=draft_dir,
+            questions, target=target, draft_dir=draft_dir,
             log_path=Path(config.output_dir) / f"vllm-{mode}.log", num_speculative_tokens=config.num_speculative_tokens,
             draft_tensor_parallel_size=config.speculative_draft_tensor_parallel_size,
             temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_token,

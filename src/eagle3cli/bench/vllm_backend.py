@@ -15,8 +15,8 @@ the report's τ and per-position figures equal vLLM's. ``wall_time`` is measured
 worker around ``LLM.generate``.
 
 Because vLLM loads a bad draft silently (zero ``d2t`` offsets, uninitialised weights), the
-draft is checked with :func:`~eagle3cli.draft.checkpoint.inspect_checkpoint` against the
-target before vLLM sees it.
+draft is checked against the target (:func:`~eagle3cli.draft.checkpoint.check_fits_target`)
+before vLLM sees it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Any, NamedTuple
 from eagle3cli.bench.questions import Question
 from eagle3cli.bench.report import QuestionResult, TurnResult, mode_figures
 from eagle3cli.bench.vllm_engine import SpecCounters, VllmEngine
-from eagle3cli.chat_template import TemplateName, end_of_turn_token_ids, render_generation_prompt, validate_template
+from eagle3cli.chat_template import TemplateName, end_of_turn_token_ids, render_generation_prompt
 from eagle3cli.data.records import Turn
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.target.spec import TargetSpec
 from eagle3cli.vllm_process import resolve_vllm_python
 
 VllmQuestionCallback = Callable[[QuestionResult], None]
@@ -58,7 +59,7 @@ class VllmBenchRun(NamedTuple):
 def run_vllm_questions(
     questions: Sequence[Question],
     *,
-    target_dir: Path,
+    target: TargetSpec,
     draft_dir: Path | None,
     log_path: Path,
     num_speculative_tokens: int = 3,
@@ -80,25 +81,25 @@ def run_vllm_questions(
     on_question: VllmQuestionCallback | None = None,
 ) -> VllmBenchRun:
     """Answer ``questions`` turn by turn with vLLM: speculative decoding with the EAGLE-3 draft
-    at ``draft_dir`` (a chain of ``num_speculative_tokens``), or the plain target when it is None.
-    Both are local directories (resolve hub ids with :func:`eagle3cli.hub.resolve_model_dir`).
+    at ``draft_dir`` (a local folder; a chain of ``num_speculative_tokens``), or the plain target
+    when it is None. ``target``'s tokenizer must be checked against ``chat_template`` for
+    generation prompts (:func:`~eagle3cli.target.spec.resolve_target` with ``generation_only``).
     ``dtype`` goes to vLLM as is: pass ``float32`` on CPU (vLLM's bf16 there gives garbage).
 
     ``engine_args`` are extra ``vllm.LLM`` arguments (e.g. ``enforce_eager``), ``env`` extra
     environment variables for vLLM (e.g. ``VLLM_CPU_KVCACHE_SPACE``); vLLM's output goes to
-    ``log_path``. Raises :class:`Eagle3Error` for a draft that does not fit the target, an
-    unusable chat template, or a vLLM that fails to start or answer.
+    ``log_path``. Raises :class:`Eagle3Error` for a draft that does not fit the target, or a
+    vLLM that fails to start or answer.
     """
+    from eagle3cli.draft.checkpoint import check_fits_target
     from eagle3cli.draft.convert import vllm_loadable
-    from eagle3cli.hub import load_tokenizer
 
     if not questions:
         raise Eagle3Error("no questions to answer")
+    tokenizer, target_dir = target.tokenizer, target.directory
+    if draft_dir is not None:  # vLLM would load a misfit silently
+        check_fits_target(Path(draft_dir), target_dir, target.config)
     python = resolve_vllm_python(vllm_python)
-    tokenizer = load_tokenizer(str(target_dir))
-    validate_template(tokenizer, chat_template, enable_thinking=enable_thinking, generation_only=True)
-    if draft_dir is not None:
-        check_draft(Path(draft_dir), Path(target_dir))
     settings = TurnSettings(chat_template, enable_thinking, system_prompt, {
         "temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens,
         "stop_token_ids": end_of_turn_token_ids(tokenizer, chat_template), "detokenize": False,
@@ -160,17 +161,6 @@ def vllm_engine_args(
         if draft_tensor_parallel_size > 1:
             arguments["speculative_config"]["draft_tensor_parallel_size"] = draft_tensor_parallel_size
     return arguments | dict(extra or {})
-
-
-def check_draft(draft_dir: Path, target_dir: Path) -> None:
-    """Refuse a draft vLLM would load silently but wrongly: the checkpoint checks and the target fit."""
-    from eagle3cli.draft.checkpoint import inspect_checkpoint
-    from eagle3cli.draft.derive import read_target_config
-
-    problems = inspect_checkpoint(draft_dir, target_config=read_target_config(target_dir)).problems
-    if problems:
-        raise Eagle3Error(f"draft {draft_dir} cannot be used with target {target_dir}: " + "; ".join(problems),
-                          hint=f"run `eagle3 inspect {draft_dir}`")
 
 
 def answer_question(

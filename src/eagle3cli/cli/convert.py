@@ -48,9 +48,9 @@ def convert(
     Example: eagle3 convert runs/draft/best --to speculators --output-dir runs/draft-speculators --target-model Qwen/Qwen3-8B
     """
     from eagle3cli.draft.convert import convert_draft
-    from eagle3cli.draft.derive import read_target_config
+    from eagle3cli.target.spec import read_target_config
     from eagle3cli.draft.layouts import DESCRIPTIONS
-    from eagle3cli.hub import resolve_model_dir
+    from eagle3cli.target.hub import resolve_model_dir
 
     resolved = resolve_config(ConvertConfig, config, overrides | {"draft_dir": draft_dir}, fallbacks)
     source = resolve_model_dir(resolved.draft_dir)

@@ -35,9 +35,9 @@ def inspect(
     Example: eagle3 inspect runs/draft/final --target-model Qwen/Qwen3-8B
     """
     from eagle3cli.draft.checkpoint import inspect_checkpoint
-    from eagle3cli.draft.derive import read_target_config
+    from eagle3cli.target.spec import read_target_config
 
-    from eagle3cli.hub import resolve_model_dir
+    from eagle3cli.target.hub import resolve_model_dir
 
     resolved = resolve_config(InspectConfig, config, overrides | {"draft_dir": draft_dir}, fallbacks)
     directory = resolve_model_dir(resolved.draft_dir)

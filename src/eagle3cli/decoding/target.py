@@ -4,7 +4,7 @@
   ``position_ids`` to the unmodified model. The bool mask (True = attend) is turned into the
   additive float form, which both the ``sdpa`` and ``eager`` attention paths accept as is.
 - **Capture.** The three capture layers (vLLM numbering: id ``k`` = the input of decoder
-  layer ``k``) are read with :func:`eagle3cli.capture.capture_layer_inputs` (forward
+  layer ``k``) are read with :func:`eagle3cli.target.capture.capture_layer_inputs` (forward
   pre-hooks registered for one forward; ``output_hidden_states`` would keep every layer) —
   the same mechanism dump-hidden and online training use.
 - **Cache API.** transformers up to 5.19 takes ``past_key_values=`` and returns
@@ -21,23 +21,16 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from eagle3cli.capture import base_model, capture_layer_inputs, check_layer_ids, concat_captured
+from eagle3cli.target.capture import base_model, capture_layer_inputs, check_layer_ids, concat_captured
 from eagle3cli.decoding.state import TargetOutput
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.target.kv_cache import has_sliding_window, new_cache
-
-
-def cache_keyword(model: nn.Module) -> str:
-    """``"cache"`` or ``"past_key_values"``: the name this transformers version uses."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
+from eagle3cli.target.kv_cache import cache_keyword, has_sliding_window, new_cache
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -24,7 +24,7 @@ from eagle3cli.draft.model import Eagle3DraftModel
 from eagle3cli.draft.vocab import dtype_name, vocab_map_problems
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write
-from eagle3cli.target_weights import suggest_key
+from eagle3cli.target.weights import suggest_key
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def load_checkpoint(directory: Path, *, embed_tokens: torch.Tensor | None = None
     d2t/t2d installed.
 
     The embedding is the checkpoint's when it has one, else ``embed_tokens`` (the target's,
-    see :func:`eagle3cli.target_weights.read_embed_tokens`); with neither it stays unset (a
+    see :func:`eagle3cli.target.weights.read_embed_tokens`); with neither it stays unset (a
     warning says so) and must be installed before use.
     """
     directory = Path(directory)
@@ -265,6 +265,15 @@ def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | No
         report.warnings += draft_target_warnings(report.config, target_config)
     return report
 
+
+
+def check_fits_target(directory: Path, target_dir: Path, target_config: Mapping[str, Any]) -> None:
+    """Raise unless the checkpoint at ``directory`` passes :func:`inspect_checkpoint` against
+    the target (whose folder ``target_dir`` is named in the error)."""
+    problems = inspect_checkpoint(directory, target_config=target_config).problems
+    if problems:
+        raise Eagle3Error(f"draft {directory} does not fit target {target_dir}: " + "; ".join(problems),
+                          hint=f"run eagle3 inspect {directory} --target-model {target_dir}")
 
 def read_config_problems(path: Path) -> tuple[DraftConfig | None, list[str]]:
     """The checkpoint config and its problems; an unreadable file is one problem."""

@@ -110,7 +110,7 @@ def check_round_trip(directory: Path, config: DraftConfig, tensors: Mapping[str,
 def vllm_loadable(draft_dir: Path, target: str | Path, scratch: Path) -> Iterator[Path]:
     """``draft_dir`` itself when vLLM reads its layout right, else its eagle3 conversion in a
     temporary folder under ``scratch`` (removed afterwards)."""
-    from eagle3cli.draft.derive import read_target_config
+    from eagle3cli.target.spec import read_target_config
 
     layout = detect_layout(draft_dir)
     if layout is None or layout in VLLM_NATIVE_LAYOUTS:

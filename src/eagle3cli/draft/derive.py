@@ -30,11 +30,9 @@ from eagle3cli.draft.config_json import (
     draft_config_to_json,
     is_int,
     model_shape_fields,
-    read_json,
     rope_from_config,
 )
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.hub import resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +46,6 @@ REQUIRED_TARGET_FIELDS = (
     "rms_norm_eps",
     "max_position_embeddings",
 )
-
-
-def read_target_config(model: str | Path) -> dict[str, Any]:
-    """The target's text-model config (``text_config`` of multimodal targets), from a folder or hub id."""
-    directory = resolve_model_dir(str(model))
-    data = read_json(directory / "config.json")
-    text_config = data.get("text_config")
-    if "hidden_size" not in data and isinstance(text_config, Mapping):
-        return {"tie_word_embeddings": data.get("tie_word_embeddings", False), **text_config}
-    return data
 
 
 def default_aux_layer_ids(num_target_layers: int) -> tuple[int, int, int]:

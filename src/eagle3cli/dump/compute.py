@@ -9,29 +9,34 @@ asynchronously (pinned memory, a side stream), so the copy overlaps the next for
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from eagle3cli.capture import capture_hidden_states
+from eagle3cli.target.capture import capture_hidden_states
 from eagle3cli.dump.plan import TokenizedSample, token_batches
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
-from eagle3cli.target import loading
+from eagle3cli.target.loading import native_bf16
 
 # Default forward budgets (benchmarks/RESULTS.md, "dump-hidden on a CPU"): on a 2-core CPU a
 # bf16 SmolLM2 dump ran 401-443 tok/s at 16384 tokens per batch and 1,011-1,020 at 2048.
 DEFAULT_BATCH_TOKENS = {"cuda": 16384, "cpu": 2048}
 
 
+def compute_dtype(dump_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype the target runs in for a dump stored in ``dump_dtype`` on ``device``: the stored
+    dtype (bfloat16 for float8), except that a half-precision dump on a CPU without native bf16
+    computes in float32 and rounds when it stores (bf16 matrix products are emulated there: a
+    SmolLM2 dump ran 219-232 tok/s in bf16 and 622-645 in float32, benchmarks/RESULTS.md)."""
+    wanted = torch.bfloat16 if dump_dtype == FP8 else dump_dtype
+    if wanted in (torch.bfloat16, torch.float16) and device.type == "cpu" and not native_bf16(device):
+        return torch.float32
+    return wanted
+
+
 def batch_token_budget(batch_tokens: int | None, device: torch.device) -> int:
     """``batch_tokens``, or the default for ``device``'s kind."""
     return batch_tokens if batch_tokens is not None else DEFAULT_BATCH_TOKENS.get(device.type, DEFAULT_BATCH_TOKENS["cuda"])
-
-
-def load_target(directory: Path, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool) -> nn.Module:
-    """The target causal LM in ``dtype`` on ``device``, in eval mode (only its base model runs)."""
-    return loading.load_pretrained(directory, dtype=dtype, device_map=str(device), trust_remote_code=trust_remote_code)
 
 
 class HostTransfer:

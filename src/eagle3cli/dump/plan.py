@@ -26,7 +26,7 @@ from eagle3cli.data.readers import ReadStats
 from eagle3cli.data.records import Conversation
 from eagle3cli.dump.distributed import Processes
 from eagle3cli.dump.manifest import read_record, record_verifies, records_sha256
-from eagle3cli.dump.shard_file import DUMP_DTYPES, FP8, NUM_AUX_STATES, compute_dtype
+from eagle3cli.dump.shard_file import DUMP_DTYPES, FP8, NUM_AUX_STATES
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import format_bytes
@@ -264,7 +264,7 @@ def plan_local(config: DumpHiddenConfig, target: DumpTarget, directory: Path, pr
             sample.add(record)
     if plan.num_shards == 0:
         raise Eagle3Error(f"{config.data} holds no records to dump")
-    plan.num_tokens = sample.estimate_tokens(target.tokenizer, config)
+    plan.num_tokens = sample.estimate_tokens(target.spec.tokenizer, config)
     return plan
 
 
@@ -277,13 +277,15 @@ def check_plan(
     )
     dtype = DUMP_DTYPES[config.dtype]
     estimated = estimate_bytes(
-        num_tokens=tokens, num_samples=samples, num_shards=pending, hidden_size=target.hidden_size, dtype=dtype
+        num_tokens=tokens, num_samples=samples, num_shards=pending, hidden_size=target.spec.hidden_size, dtype=dtype
     )
     scratch = 0
     if config.backend == "vllm" and pending:  # vLLM's per-request states files of the shard in flight
+        from eagle3cli.dump.compute import compute_dtype
         from eagle3cli.dump.vllm_states import scratch_bytes
+        from eagle3cli.target.loading import resolve_device
 
-        scratch = scratch_bytes(tokens, pending, target, compute_dtype(dtype))
+        scratch = scratch_bytes(tokens, pending, target, compute_dtype(dtype, resolve_device(config.device, processes.local_rank)))
     return DumpPlan(
         num_shards=plan.num_shards,
         num_shards_resumed=resumed,
@@ -291,7 +293,7 @@ def check_plan(
         num_samples=samples,
         num_tokens=tokens,
         num_local_samples=plan.num_samples,
-        bytes_per_token=bytes_per_token(target.hidden_size, dtype),
+        bytes_per_token=bytes_per_token(target.spec.hidden_size, dtype),
         estimated_bytes=estimated,
         free_bytes=check_free_disk(directory, estimated + scratch, force=config.force),
     )

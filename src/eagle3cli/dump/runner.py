@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from eagle3cli.config import DumpHiddenConfig
-from eagle3cli.dump.compute import HostTransfer, batch_token_budget, compute_samples, load_target
+from eagle3cli.dump.compute import HostTransfer, batch_token_budget, compute_dtype, compute_samples
 from eagle3cli.dump.distributed import Processes, collectively, processes_from_env
 from eagle3cli.dump.manifest import (
     DRAFT_CONFIG_FILE,
@@ -51,14 +51,14 @@ from eagle3cli.dump.plan import (
     tokenize_records,
 )
 from eagle3cli.dump.prefetch import prefetched
-from eagle3cli.dump.shard_file import DUMP_DTYPES, HiddenSample, compute_dtype
+from eagle3cli.dump.shard_file import DUMP_DTYPES, HiddenSample
 from eagle3cli.dump.target import DumpTarget, manifest_header, prepare_target
 from eagle3cli.dump.vllm_states import VllmStates
 from eagle3cli.dump.vocab_counts import write_vocab_map
 from eagle3cli.dump.writer import ShardWriter
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.outputs import claimed_output_dir
-from eagle3cli.target.loading import resolve_device
+from eagle3cli.target.loading import load_target, resolve_device
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class HFStates:
     def __init__(self, config: DumpHiddenConfig, target: DumpTarget, processes: Processes) -> None:
         device = resolve_device(config.device, processes.local_rank)
         self.model = load_target(
-            target.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype]), device=device, trust_remote_code=config.trust_remote_code
+            target.spec.directory, dtype=compute_dtype(DUMP_DTYPES[config.dtype], device), device=device, trust_remote_code=config.trust_remote_code
         )
         self.aux_layer_ids = target.draft.aux_layer_ids
         self.transfer = HostTransfer(device)
@@ -211,7 +211,8 @@ def open_backend(
 ) -> HFStates | VllmStates:
     if config.backend == "vllm":
         return VllmStates(config, target, directory, rank=processes.rank, local_rank=processes.local_rank,
-                          world_size=processes.world_size, compute_dtype=compute_dtype(DUMP_DTYPES[config.dtype]),
+                          world_size=processes.world_size,
+                          compute_dtype=compute_dtype(DUMP_DTYPES[config.dtype], resolve_device(config.device, processes.local_rank)),
                           engine_args=engine_args, env=env)
     return HFStates(config, target, processes)
 
@@ -231,7 +232,7 @@ def write_pending(
     dtype = DUMP_DTYPES[config.dtype]
     report = progress_reporter(on_progress)
     with ExitStack() as stack:
-        writer = stack.enter_context(ShardWriter(directory, hidden_size=target.hidden_size, dtype=dtype))
+        writer = stack.enter_context(ShardWriter(directory, hidden_size=target.spec.hidden_size, dtype=dtype))
         shards = stack.enter_context(closing(prefetched(tokenized_pending_shards(config, target, plan))))
         for shard, tokenized in shards:
             samples = model.compute(tokenized.samples, dtype=dtype, on_batch=report)
@@ -255,7 +256,7 @@ def tokenized_pending_shards(
     """This process's pending shards, tokenised."""
     for shard in shard_inputs(config):
         if shard.index in plan.pending:
-            yield shard, tokenize_records(shard.records, target.tokenizer, config)
+            yield shard, tokenize_records(shard.records, target.spec.tokenizer, config)
 
 
 def progress_reporter(on_progress: Callable[[DumpProgress], None] | None) -> Callable[[int, int], None]:
@@ -284,7 +285,7 @@ def finish_output(directory: Path, header: dict[str, Any], plan: LocalPlan, targ
             hint="rerun the same command to compute them",
         )
     complete = [record for record in records if record is not None]
-    write_vocab_map(directory, complete, vocab_size=target.vocab_size, draft_vocab_size=target.draft.draft_vocab_size)
+    write_vocab_map(directory, complete, vocab_size=target.spec.vocab_size, draft_vocab_size=target.draft.draft_vocab_size)
     write_manifest(directory, header, complete, bad_records=plan.bad_records)
 
 

@@ -78,11 +78,6 @@ class HiddenSample:
         return dequantize(self.aux_hidden, self.aux_scale, dtype), dequantize(self.last_hidden, self.last_scale, dtype)
 
 
-def compute_dtype(dump_dtype: torch.dtype) -> torch.dtype:
-    """The dtype the target runs in for a dump stored in ``dump_dtype``."""
-    return torch.bfloat16 if dump_dtype == FP8 else dump_dtype
-
-
 def quantize(states: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``[..., groups * H]`` → float8 ``[..., groups * H]`` and float32 scales ``[..., groups]``:
     each group of each row scaled so its largest magnitude is float8's largest finite value."""

@@ -1,9 +1,8 @@
-"""The target of a dump — folder, config and its hash, draft config (capture layers), tokenizer —
-and the manifest header that describes a run."""
+"""The target of a dump (a resolved :class:`~eagle3cli.target.spec.TargetSpec` and the draft
+config naming the capture layers) and the manifest header that describes a run."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,44 +12,31 @@ from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.dump.manifest import TENSOR_LAYOUT
 from eagle3cli.dump.shard_file import FORMAT_NAME, FORMAT_VERSION
+from eagle3cli.target.spec import TargetSpec, resolve_target
 
 
 @dataclass(frozen=True)
 class DumpTarget:
-    """The resolved target: folder, config (and its hash), capture layers, tokenizer."""
+    """The resolved target and the draft config whose capture layers the dump records."""
 
-    directory: Path
-    config: dict[str, Any]
-    config_sha256: str
+    spec: TargetSpec
     draft: DraftConfig
-    tokenizer: Any
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.config["hidden_size"])
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.config["vocab_size"])
 
 
 def prepare_target(config: DumpHiddenConfig) -> DumpTarget:
-    """Resolve the target folder, draft config and tokenizer; check the chat template."""
-    from eagle3cli.chat_template import validate_template
-    from eagle3cli.draft.derive import read_target_config, resolve_draft_config
-    from eagle3cli.hub import load_tokenizer, resolve_model_dir
+    """Resolve the target (tokenizer checked against the chat template) and the draft config."""
+    from eagle3cli.draft.derive import resolve_draft_config
 
-    directory = resolve_model_dir(config.target_model)
-    target_config = read_target_config(directory)
+    spec = resolve_target(
+        config.target_model, trust_remote_code=config.trust_remote_code,
+        chat_template=config.chat_template, enable_thinking=config.enable_thinking,
+    )
     draft = resolve_draft_config(
-        target_config,
+        spec.config,
         draft_config_path=None if config.draft_config is None else Path(config.draft_config),
         draft_vocab_size=config.draft_vocab_size,
     )
-    tokenizer = load_tokenizer(str(directory), trust_remote_code=config.trust_remote_code)
-    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
-    config_sha256 = hashlib.sha256((directory / "config.json").read_bytes()).hexdigest()
-    return DumpTarget(directory, target_config, config_sha256, draft, tokenizer)
+    return DumpTarget(spec, draft)
 
 
 def manifest_header(config: DumpHiddenConfig, target: DumpTarget) -> dict[str, Any]:
@@ -61,12 +47,12 @@ def manifest_header(config: DumpHiddenConfig, target: DumpTarget) -> dict[str, A
         "eagle3cli_version": __version__,
         "target": {
             "model": config.target_model,
-            "path": str(target.directory.resolve()),
-            "config_sha256": target.config_sha256,
-            "model_type": target.config.get("model_type"),
-            "hidden_size": target.hidden_size,
-            "num_hidden_layers": target.config["num_hidden_layers"],
-            "vocab_size": target.vocab_size,
+            "path": str(target.spec.directory.resolve()),
+            "config_sha256": target.spec.config_sha256,
+            "model_type": target.spec.config.get("model_type"),
+            "hidden_size": target.spec.hidden_size,
+            "num_hidden_layers": target.spec.num_layers,
+            "vocab_size": target.spec.vocab_size,
         },
         "aux_layer_ids": list(target.draft.aux_layer_ids),
         "sglang_layer_ids": list(target.draft.sglang_layer_ids),

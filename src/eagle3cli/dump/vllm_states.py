@@ -47,14 +47,14 @@ VLLM_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float
 
 def check_vllm_target(config: DumpHiddenConfig, target: DumpTarget) -> None:
     """Refuse what this backend cannot do right before vLLM loads anything."""
-    model_type = target.config.get("model_type")
+    model_type = target.spec.config.get("model_type")
     if model_type not in VLLM_MODEL_TYPES:
         raise Eagle3Error(
             f"dump-hidden --backend vllm supports {', '.join(sorted(VLLM_MODEL_TYPES))} targets (vLLM's capture layers, "
             f"a plain RMSNorm before the head); the target is {model_type!r}",
             hint="use --backend hf for this target",
         )
-    max_positions = target.config.get("max_position_embeddings")
+    max_positions = target.spec.config.get("max_position_embeddings")
     if max_positions is not None and config.max_length >= int(max_positions):
         raise Eagle3Error(
             f"--max-length {config.max_length} leaves vLLM no room for its one generated token: the target has "
@@ -75,7 +75,7 @@ def engine_arguments(
     """``vllm.LLM`` arguments: the target, the layers to extract, the connector that writes them."""
     layers = extracted_layers(target)
     arguments = {
-        "model": str(target.directory), "dtype": VLLM_DTYPES[compute_dtype], "seed": 0, "skip_tokenizer_init": True,
+        "model": str(target.spec.directory), "dtype": VLLM_DTYPES[compute_dtype], "seed": 0, "skip_tokenizer_init": True,
         "max_model_len": config.max_length + 1, "tensor_parallel_size": config.tensor_parallel_size,
         "trust_remote_code": config.trust_remote_code,
         "speculative_config": {
@@ -92,13 +92,13 @@ def engine_arguments(
 
 def extracted_layers(target: DumpTarget) -> list[int]:
     """The layer ids vLLM extracts, ascending: the capture layers and the last layer's output."""
-    return sorted({*target.draft.aux_layer_ids, int(target.config["num_hidden_layers"])})
+    return sorted({*target.draft.aux_layer_ids, target.spec.num_layers})
 
 
 def scratch_bytes(num_tokens: int, num_shards: int, target: DumpTarget, compute_dtype: torch.dtype) -> int:
     """Disk the states files of one (average) shard take before they are read and removed."""
     tokens_per_shard = -(-num_tokens // max(num_shards, 1))
-    return tokens_per_shard * len(extracted_layers(target)) * target.hidden_size * compute_dtype.itemsize
+    return tokens_per_shard * len(extracted_layers(target)) * target.spec.hidden_size * compute_dtype.itemsize
 
 
 def process_devices(local_rank: int, tensor_parallel_size: int) -> list[str]:
@@ -133,7 +133,7 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         engine_args: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        from eagle3cli.target_weights import read_final_norm
+        from eagle3cli.target.weights import read_final_norm
 
         check_vllm_target(config, target)
         self.states_dir = directory / VLLM_STATES_DIR / f"rank-{rank}"
@@ -141,8 +141,8 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         self.states_dir.mkdir(parents=True)
         layers = extracted_layers(target)  # the file's layer order
         self.aux_slots = [layers.index(layer) for layer in target.draft.aux_layer_ids]
-        self.norm_weight = read_final_norm(target.directory)
-        self.norm_eps = float(target.config.get("rms_norm_eps", 1e-6))
+        self.norm_weight = read_final_norm(target.spec.directory)
+        self.norm_eps = float(target.spec.config.get("rms_norm_eps", 1e-6))
         arguments = engine_arguments(config, target, self.states_dir, compute_dtype, engine_args)
         env = dict(env or {})
         if world_size > 1:  # data parallel: each process's engine on its own devices of those it may see

@@ -28,11 +28,10 @@ from torch import nn
 from eagle3cli.chat_render import apply_tokenizer_template
 from eagle3cli.config import SampleConfig
 from eagle3cli.data.records import Turn
-from eagle3cli.decoding.target import cache_keyword
 from eagle3cli.decoding.verify import sampling_probs
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.serving.client import ChatReply, RequestFailed, SamplingParams
-from eagle3cli.target.kv_cache import RaggedCache, check_full_attention, use_decode_attention
+from eagle3cli.target.kv_cache import RaggedCache, cache_keyword, check_full_attention, use_decode_attention
 
 PREFILL_TOKENS = 8192  # padded prompt tokens per prefill forward
 
@@ -300,7 +299,7 @@ class LocalChatClient:
 
 def open_local_client(config: SampleConfig) -> tuple[LocalChatClient, str]:
     """The target of ``config`` loaded for in-process sampling, and a line saying where it runs."""
-    from eagle3cli.hub import load_tokenizer, resolve_model_dir
+    from eagle3cli.target.hub import load_tokenizer, resolve_model_dir
     from eagle3cli.target.loading import load_pretrained, native_bf16, resolve_device
 
     assert config.target_model is not None

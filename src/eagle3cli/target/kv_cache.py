@@ -19,6 +19,7 @@ one-token queries as two batched float32 matrix products on the views, with no c
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -29,6 +30,13 @@ from eagle3cli.errors import Eagle3Error
 
 ATTENTION_NAME = "eagle3_decode"
 MIN_CAPACITY = 64
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """``"cache"`` or ``"past_key_values"``: the name this transformers version uses."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
 
 
 class RaggedLayer:

@@ -11,13 +11,23 @@ from torch import nn
 from eagle3cli.errors import Eagle3Error
 
 
-def resolve_device(choice: str, local_rank: int) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU."""
+def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
+    """``auto``: this process's GPU (``local_rank``) when CUDA is available, else the CPU;
+    ``cuda``: this process's GPU; ``cuda:N``: that one; ``cpu``."""
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise Eagle3Error("--device cuda was asked for but CUDA is not available", hint="use --device cpu or auto")
+        raise Eagle3Error(f"--device {choice} was asked for but CUDA is not available", hint="use --device cpu or auto")
+    if ":" in choice:
+        return torch.device(choice)
     return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
+    """``auto``: bfloat16 on a GPU, float32 on a CPU; else the named dtype."""
+    if choice == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, choice)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -32,7 +42,7 @@ def load_pretrained(directory: Path, **options: Any) -> nn.Module:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from eagle3cli.hub import reading_weights
+    from eagle3cli.target.hub import reading_weights
 
     progress_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
@@ -48,3 +58,20 @@ def load_pretrained(directory: Path, **options: Any) -> nn.Module:
         if progress_was_on:
             hf_logging.enable_progress_bar()
     return model.eval()
+
+
+def load_target(
+    directory: Path,
+    *,
+    dtype: torch.dtype,
+    device: torch.device,
+    trust_remote_code: bool = False,
+    num_gpus: int = 1,
+    max_gpu_memory: str | None = None,
+) -> nn.Module:
+    """The target causal LM in ``dtype`` on ``device``, in eval mode; ``num_gpus > 1`` on CUDA
+    spreads it over the visible GPUs (``device_map="auto"``, at most ``max_gpu_memory`` each)."""
+    if num_gpus == 1 or device.type != "cuda":
+        return load_pretrained(directory, dtype=dtype, device_map=str(device), trust_remote_code=trust_remote_code)
+    max_memory = None if not max_gpu_memory else {index: max_gpu_memory for index in range(torch.cuda.device_count())}
+    return load_pretrained(directory, dtype=dtype, device_map="auto", max_memory=max_memory, trust_remote_code=trust_remote_code)

@@ -31,6 +31,7 @@ from eagle3cli.draft.vocab import VocabMap
 from eagle3cli.dump import HiddenStateDump, open_dump, open_growing_dump
 from eagle3cli.dump.shard_file import FP8, HiddenSample, dequantize
 from eagle3cli.errors import Eagle3Error
+from eagle3cli.target.spec import TargetSpec
 from eagle3cli.training.batches import attention_mask_for, pad_right
 from eagle3cli.training.step import TargetBatch
 from eagle3cli.training.trainer import RunContext, TrainingInputs, TrainSummary, train
@@ -147,20 +148,19 @@ def states(samples: list[HiddenSample], name: str, scale_name: str, crop: slice,
     return dequantize(values, scales, torch.bfloat16)
 
 
-def check_dump_target(dump: HiddenStateDump, target_dir: Path, target_config: dict[str, Any]) -> None:
-    """Raise unless ``dump`` was made from the target at ``target_dir``."""
-    target = dump.manifest["target"]
-    config_sha256 = hashlib.sha256((target_dir / "config.json").read_bytes()).hexdigest()
+def check_dump_target(dump: HiddenStateDump, target: TargetSpec) -> None:
+    """Raise unless ``dump`` was made from ``target``."""
+    made_from = dump.manifest["target"]
     problems = [
-        f"{key} {target.get(key)} != the target's {target_config.get(key)}"
+        f"{key} {made_from.get(key)} != the target's {target.config.get(key)}"
         for key in ("hidden_size", "vocab_size", "num_hidden_layers")
-        if target.get(key) != target_config.get(key)
+        if made_from.get(key) != target.config.get(key)
     ]
-    if not problems and target.get("config_sha256") != config_sha256:
+    if not problems and made_from.get("config_sha256") != target.config_sha256:
         problems.append("the target's config.json differs from the one the dump was made with (sha256)")
     if problems:
         raise Eagle3Error(
-            f"hidden-state dump {dump.directory} was not made from target {target_dir} ({target.get('path')}): " + "; ".join(problems),
+            f"hidden-state dump {dump.directory} was not made from target {target.directory} ({made_from.get('path')}): " + "; ".join(problems),
             hint="train with the dump's target (see its manifest.json), or dump again with this one",
         )
 
@@ -228,40 +228,50 @@ def should_verify(config: OfflineTrainConfig, dump: HiddenStateDump) -> bool:
     return verification_cost(dump, "cuda" if torch.cuda.is_available() else "cpu") < MAX_VERIFY_FRACTION
 
 
-def open_checked_dumps(
-    config: OfflineTrainConfig, *, verify: bool = False
-) -> tuple[HiddenStateDump, HiddenStateDump | None, DraftConfig, Path]:
-    """The training and eval dumps, checked against the target; the draft config; the target
-    folder. With ``verify`` every shard's sha256 is checked (as :func:`should_verify` decides)."""
-    from eagle3cli.draft.derive import read_target_config
-    from eagle3cli.hub import resolve_model_dir
+@dataclasses.dataclass(frozen=True)
+class CheckedDumps:
+    """What an offline run trains from: the dumps, checked against the target, and the draft config."""
 
-    target_dir = resolve_model_dir(config.target_model, allow_patterns=["*.json"])
-    target_config = read_target_config(target_dir)
+    target: TargetSpec
+    train: HiddenStateDump
+    eval: HiddenStateDump | None
+    draft_config: DraftConfig
+
+
+def open_checked_dumps(config: OfflineTrainConfig, *, verify: bool = False) -> CheckedDumps:
+    """The training and eval dumps, checked against the target, and the draft config. With
+    ``verify`` every shard's sha256 is checked (as :func:`should_verify` decides)."""
+    from eagle3cli.target.spec import resolve_target
+    from eagle3cli.target.weights import INDEX_FILE
+
+    # the config and the weights files the head and embedding are read from; no tokenizer
+    target = resolve_target(config.target_model, tokenizer=False, allow_patterns=["config.json", INDEX_FILE, "*.safetensors"])
     open_train = open_growing_dump if config.stream else open_dump
     train_dump = open_train(config.train_hidden)
     if verify and should_verify(config, train_dump) and not config.stream:  # streamed shards: checked as they join
         logger.info("verifying the sha256 of %d shard(s) in %s", len(train_dump.shards), train_dump.directory)
         train_dump = open_train(config.train_hidden, verify_checksums=True)
-    check_dump_target(train_dump, target_dir, target_config)
+    check_dump_target(train_dump, target)
     check_manifest_settings(config, train_dump)
-    draft_config = offline_draft_config(config, train_dump, target_config)
+    draft_config = offline_draft_config(config, train_dump, target.config)
     eval_dump = None
     if config.eval_hidden is not None:
         eval_dump = open_dump(config.eval_hidden, verify_checksums=verify and should_verify(config, train_dump))
-        check_dump_target(eval_dump, target_dir, target_config)
+        check_dump_target(eval_dump, target)
         if eval_dump.aux_layer_ids != train_dump.aux_layer_ids:
             raise Eagle3Error(
                 f"eval dump layers {list(eval_dump.aux_layer_ids)} differ from the training dump's {list(train_dump.aux_layer_ids)}"
             )
-    return train_dump, eval_dump, draft_config, target_dir
+    return CheckedDumps(target, train_dump, eval_dump, draft_config)
 
 
-def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> TrainingInputs:
-    from eagle3cli.draft.derive import read_target_config
-    from eagle3cli.target_weights import read_embed_tokens, read_final_norm, read_lm_head
+def prepare_offline(config: OfflineTrainConfig, context: RunContext, checked: CheckedDumps | None = None) -> TrainingInputs:
+    """The target's head and embedding on the run's device, and the dumps as sources
+    (``checked``: :func:`open_checked_dumps`'s result, opened here when not given)."""
+    from eagle3cli.target.weights import read_embed_tokens, read_final_norm, read_lm_head
 
-    train_dump, eval_dump, draft_config, target_dir = open_checked_dumps(config)
+    checked = checked or open_checked_dumps(config)
+    target_dir, train_dump, draft_config = checked.target.directory, checked.train, checked.draft_config
     dtype = torch.bfloat16 if context.mixed_precision else torch.float32
     lm_head = read_lm_head(target_dir, config.lm_head_key, embed_key=config.embed_key).to(context.device, dtype)
     embed_tokens = read_embed_tokens(target_dir, config.embed_key).to(context.device, dtype)
@@ -271,11 +281,11 @@ def prepare_offline(config: OfflineTrainConfig, context: RunContext) -> Training
         lm_head=lm_head,
         train=(GrowingDumpSource(train_dump, config.max_length, verify=context.is_main_process and should_verify(config, train_dump))
                if config.stream else DumpSource(train_dump, config.max_length, config.num_samples)),
-        eval=None if eval_dump is None else DumpSource(eval_dump, config.max_length),
+        eval=None if checked.eval is None else DumpSource(checked.eval, config.max_length),
         count_vocab_map=lambda: dump_vocab_map(train_dump, draft_config),
         train_data_sha256=growing_dump_sha256(train_dump) if config.stream else dump_data_sha256(train_dump, config.num_samples),
         final_norm=read_final_norm(target_dir, config.embed_key) if config.init_head_from_target else None,
-        target_config=read_target_config(target_dir),
+        target_config=checked.target.config,
     )
 
 
@@ -298,7 +308,7 @@ def growing_dump_sha256(dump: HiddenStateDump) -> str:
 def train_offline(config: OfflineTrainConfig, *, on_step: Any = None) -> TrainSummary:
     """Train a draft on hidden-state dumps; outputs go to ``config.output_dir``."""
     return train(
-        config, Path(config.output_dir), lambda context: prepare_offline(config, context),
         # a mismatched or corrupt dump fails before any heavy work (process 0 hashes the shards)
-        check_inputs=lambda is_main: open_checked_dumps(config, verify=is_main) and None, on_step=on_step,
+        config, Path(config.output_dir), lambda is_main: open_checked_dumps(config, verify=is_main),
+        lambda context, checked: prepare_offline(config, context, checked), on_step=on_step,
     )

@@ -19,6 +19,7 @@ from torch import nn
 from eagle3cli.config import OnlineTrainConfig
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.vocab import VocabMap, build_vocab_map
+from eagle3cli.target.spec import TargetSpec
 from eagle3cli.training.batches import attention_mask_for, pad_right
 from eagle3cli.training.step import TargetBatch
 from eagle3cli.training.trainer import RunContext, TrainingInputs, TrainSummary, train
@@ -45,7 +46,7 @@ class OnlineSource:
         return len(self.samples)
 
     def batch(self, indices: list[int], device: torch.device) -> TargetBatch:
-        from eagle3cli.capture import capture_hidden_states
+        from eagle3cli.target.capture import capture_hidden_states
 
         chosen = [self.samples[index] for index in indices]
         input_ids = pad_right([sample.input_ids for sample in chosen]).to(device)
@@ -103,36 +104,40 @@ def count_loss_tokens(samples: list[TokenizedSample], vocab_size: int) -> torch.
     return torch.bincount(tokens, minlength=vocab_size)
 
 
-def resolve_online_draft_config(config: OnlineTrainConfig) -> tuple[DraftConfig, dict[str, Any]]:
-    from eagle3cli.draft.derive import read_target_config, resolve_draft_config
+def resolve_online(config: OnlineTrainConfig) -> tuple[TargetSpec, DraftConfig]:
+    """The target and the draft config (the ``--init-draft``'s own, ``--draft-config`` or one
+    derived from the target), then the tokenizer checked against the chat template."""
+    from eagle3cli.chat_template import validate_template
+    from eagle3cli.draft.derive import resolve_draft_config
+    from eagle3cli.target.spec import resolve_target
     from eagle3cli.training.draft_setup import init_draft_config
 
-    target_config = read_target_config(config.target_model)
+    spec = resolve_target(config.target_model, trust_remote_code=config.trust_remote_code)
     if config.init_draft is not None and config.draft_config is None:
-        return init_draft_config(Path(config.init_draft), target_config, config.draft_vocab_size), target_config
-    draft_config = resolve_draft_config(
-        target_config,
-        draft_config_path=None if config.draft_config is None else Path(config.draft_config),
-        draft_vocab_size=config.draft_vocab_size,
-    )
-    return draft_config, target_config
+        draft_config = init_draft_config(Path(config.init_draft), spec.config, config.draft_vocab_size)
+    else:
+        draft_config = resolve_draft_config(
+            spec.config,
+            draft_config_path=None if config.draft_config is None else Path(config.draft_config),
+            draft_vocab_size=config.draft_vocab_size,
+        )
+    validate_template(spec.tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
+    return spec, draft_config
 
 
-def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingInputs:
-    """Draft config, tokenised data, the target on the run's device, its lm_head and embedding."""
-    from eagle3cli.capture import base_model
-    from eagle3cli.chat_template import validate_template
-    from eagle3cli.dump.compute import load_target
-    from eagle3cli.hub import load_tokenizer, resolve_model_dir
+def prepare_online(
+    config: OnlineTrainConfig, context: RunContext, resolved: tuple[TargetSpec, DraftConfig] | None = None
+) -> TrainingInputs:
+    """Tokenised data, the target on the run's device, its lm_head and embedding (``resolved``:
+    :func:`resolve_online`'s result, resolved here when not given)."""
+    from eagle3cli.target.capture import base_model
+    from eagle3cli.target.loading import load_target
 
-    draft_config, target_config = resolve_online_draft_config(config)
-    directory = resolve_model_dir(config.target_model)
-    tokenizer = load_tokenizer(str(directory), trust_remote_code=config.trust_remote_code)
-    validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
-    train_samples = tokenize_data(config, tokenizer, config.train_data, config.num_samples)
-    eval_samples = None if config.eval_data is None else tokenize_data(config, tokenizer, config.eval_data, None)
+    spec, draft_config = resolved or resolve_online(config)
+    train_samples = tokenize_data(config, spec.tokenizer, config.train_data, config.num_samples)
+    eval_samples = None if config.eval_data is None else tokenize_data(config, spec.tokenizer, config.eval_data, None)
     dtype = torch.bfloat16 if context.mixed_precision else torch.float32
-    target = load_target(directory, dtype=dtype, device=context.device, trust_remote_code=config.trust_remote_code)
+    target = load_target(spec.directory, dtype=dtype, device=context.device, trust_remote_code=config.trust_remote_code)
     target.requires_grad_(False)
     embed_tokens = target.get_input_embeddings().weight.detach()
     lm_head = target.get_output_embeddings().weight.detach()
@@ -150,14 +155,13 @@ def prepare_online(config: OnlineTrainConfig, context: RunContext) -> TrainingIn
         count_vocab_map=count_vocab_map,
         train_data_sha256=samples_sha256(train_samples),
         final_norm=base_model(target).norm.weight.detach() if config.init_head_from_target else None,
-        target_config=target_config,
+        target_config=spec.config,
     )
 
 
 def train_online(config: OnlineTrainConfig, *, on_step: Any = None) -> TrainSummary:
     """Train a draft with the target in the loop; outputs go to ``config.output_dir``."""
     return train(
-        config, Path(config.output_dir), lambda context: prepare_online(config, context),
-        check_inputs=lambda _: resolve_online_draft_config(config) and None,  # a bad draft config fails first
-        on_step=on_step,
+        config, Path(config.output_dir), lambda _: resolve_online(config),  # a bad target or draft config fails first
+        lambda context, resolved: prepare_online(config, context, resolved), on_step=on_step,
     )

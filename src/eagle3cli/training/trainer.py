@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
@@ -45,6 +45,7 @@ from eagle3cli.training.reporting import Reporter, drop_metrics_after
 from eagle3cli.training.step import TargetBatch, TargetHead, TargetRows, num_trained_positions, target_rows, unrolled_step
 
 logger = logging.getLogger("eagle3cli.training")
+Resolved = TypeVar("Resolved")
 
 RUN_RECORD_FILE = "run.json"
 # Settings a resumed run may change: they decide what is logged, evaluated and kept, not what
@@ -171,21 +172,22 @@ class Run:
 def train(
     config: TrainHyperParameters,
     output_dir: Path,
-    prepare_inputs: Callable[[RunContext], TrainingInputs],
+    resolve_inputs: Callable[[bool], Resolved],
+    prepare_inputs: Callable[[RunContext, Resolved], TrainingInputs],
     *,
-    check_inputs: Callable[[bool], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrainSummary:
     """Train a draft; ``on_step(step, total)`` is called on process 0 after each optimizer step.
 
-    ``check_inputs(is_main_process)`` runs once the output folder is claimed, before anything
-    heavy: the place for cheap checks that should fail fast (and process 0's shard hashing)."""
+    ``resolve_inputs(is_main_process)`` runs once the output folder is claimed, before anything
+    heavy: it resolves the target and checks the data, so a mistake fails fast (process 0 also
+    hashes the shards there); ``prepare_inputs(context, resolved)`` then loads what training
+    needs on the run's device."""
     is_main = int(os.environ.get("RANK", "0")) == 0  # known before accelerate starts
     try:
         with claimed_output_dir(Path(output_dir), "train", is_main=is_main):
-            if check_inputs is not None:
-                check_inputs(is_main)
-            run = start_run(config, Path(output_dir), prepare_inputs)
+            resolved = resolve_inputs(is_main)
+            run = start_run(config, Path(output_dir), lambda context: prepare_inputs(context, resolved))
             train_metrics, eval_metrics = training_loop(run, on_step)
             run.accelerator.end_training()
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.hub import reading_weights, resolve_model_dir
+from eagle3cli.target.hub import reading_weights, resolve_model_dir
 
 if TYPE_CHECKING:
     import torch
