@@ -152,7 +152,8 @@ class DraftTrainingModule(nn.Module):
 
 @dataclass
 class Run:
-    """The live objects of a run, passed between the loop's helpers."""
+    """The live objects of a run, for the loop itself (:func:`training_loop`); the helpers it
+    calls take only what they use."""
 
     config: TrainHyperParameters
     output_dir: Path
@@ -165,7 +166,7 @@ class Run:
     target_head: TargetHead
     state: checkpoints.TrainerState
     total_steps: int
-    micro_batches_per_epoch: int
+    cursor: EpochCursor
     reporter: Reporter
 
 
@@ -255,42 +256,10 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.report_to != "none":
         accelerator.init_trackers(config.run_name or output_dir.resolve().name, config=tracker_config(config))
     reporter = Reporter(output_dir, accelerator, total_steps, accelerator.is_main_process)
-    run = Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
-              target_head, state, total_steps, micro_batches, reporter)
-    enter_epoch(run, state.epoch_data)
-    return run
-
-
-def enter_epoch(run: Run, key: list[Any] | None) -> None:
-    """A growing source's samples for the current epoch: ``key`` when resuming it, else what
-    process 0 finds now (sent to every process, so all train on the same samples; an error
-    there is raised on every process)."""
-    source, config = run.inputs.train, run.config
-    if not isinstance(source, GrowingSource):
-        return
-    if key is None:
-        from accelerate.utils import broadcast_object_list
-
-        found: Any = None
-        if run.accelerator.is_main_process:
-            try:
-                found = source.next_epoch(run.state.epoch_data, last=run.state.epoch >= config.num_epochs - 1)
-            except Eagle3Error as error:
-                found = {"error": str(error)}
-        found = broadcast_object_list([found])[0]
-        if isinstance(found, dict):
-            raise Eagle3Error(found["error"])
-        key = found
-    source.use_epoch(key)
-    run.state.epoch_data = key
-    run.micro_batches_per_epoch = num_micro_batches(source.num_samples, config.per_device_batch_size, run.accelerator.num_processes)
-    if run.micro_batches_per_epoch < config.gradient_accumulation_steps:
-        raise Eagle3Error(
-            f"epoch {run.state.epoch} would train on {source.num_samples} samples, fewer than one optimizer step "
-            f"({config.gradient_accumulation_steps} micro-batches of {config.per_device_batch_size * run.accelerator.num_processes})",
-            hint="start training once the dump has written more shards, or lower the batch size",
-        )
-    logger.info("epoch %d trains on %d samples (of %d planned)", run.state.epoch, source.num_samples, source.planned_num_samples)
+    cursor = EpochCursor(inputs.train, state, config, accelerator, micro_batches)
+    cursor.enter_epoch(state.epoch_data)
+    return Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
+               target_head, state, total_steps, cursor, reporter)
 
 
 def run_vocab_map(output_dir: Path, inputs: TrainingInputs, accelerator: Any, init: Eagle3DraftModel | None) -> VocabMap:
@@ -392,94 +361,140 @@ def tracker_config(config: TrainHyperParameters) -> dict[str, Any]:
 
 def training_loop(run: Run, on_step: Callable[[int, int], None] | None) -> tuple[dict[str, float], dict[str, float]]:
     """Steps 4–6."""
-    config, state = run.config, run.state
+    config, state, accelerator = run.config, run.state, run.accelerator
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
-    window = Window(run)
+    window = Window(accelerator, run.scheduler, run.reporter, state, run.total_steps, config)
     last_saved = state.global_step if state.global_step else None
     last_evaluated = None
-    while state.global_step < run.total_steps and not last_epoch_done(run):
-        window.add(*optimizer_step(run))
+
+    def save() -> None:
+        save_step_checkpoint(accelerator, run.module, run.draft_config, run.output_dir, state, keep=config.save_total_limit)
+
+    while state.global_step < run.total_steps and not run.cursor.last_epoch_done():
+        window.add(*optimizer_step(accelerator, run.module, run.optimizer, run.scheduler, run.cursor, run.target_head, config))
         state.global_step += 1
-        if on_step is not None and run.accelerator.is_main_process:
+        if on_step is not None and accelerator.is_main_process:
             on_step(state.global_step, run.total_steps)
         if state.global_step % config.log_steps == 0 or state.global_step == run.total_steps:
             train_metrics = window.flush()
         if config.eval_steps and state.global_step % config.eval_steps == 0:
             eval_metrics, last_evaluated = evaluate_and_keep_best(run), state.global_step
         if config.save_steps and state.global_step % config.save_steps == 0:
-            save_step_checkpoint(run)
+            save()
             last_saved = state.global_step
     if last_evaluated != state.global_step:
         eval_metrics = evaluate_and_keep_best(run)
     if last_saved != state.global_step:
-        save_step_checkpoint(run)
-    write_named_draft(run, run.output_dir / checkpoints.FINAL_DIR)
+        save()
+    write_named_draft(accelerator, run.module, run.draft_config, run.output_dir / checkpoints.FINAL_DIR)
     return train_metrics, eval_metrics
 
 
-def epoch_consumed(run: Run) -> bool:
-    """The current epoch's optimizer steps are all taken (the next micro-batch starts a new one)."""
-    per_epoch = run.micro_batches_per_epoch
-    return run.state.micro_batch >= per_epoch - per_epoch % run.config.gradient_accumulation_steps
+class EpochCursor:
+    """Where the training data stands: the epoch and micro-batch (kept in the trainer state, so
+    a resume continues there) and, for a growing source, the samples of the current epoch."""
+
+    def __init__(self, source: BatchSource, state: checkpoints.TrainerState, config: TrainHyperParameters,
+                 accelerator: Any, micro_batches_per_epoch: int) -> None:
+        self.source, self.state, self.config, self.accelerator = source, state, config, accelerator
+        self.micro_batches_per_epoch = micro_batches_per_epoch
+
+    def enter_epoch(self, key: list[Any] | None) -> None:
+        """A growing source's samples for the current epoch: ``key`` when resuming it, else what
+        process 0 finds now (sent to every process, so all train on the same samples; an error
+        there is raised on every process)."""
+        source, config, state = self.source, self.config, self.state
+        if not isinstance(source, GrowingSource):
+            return
+        if key is None:
+            from accelerate.utils import broadcast_object_list
+
+            found: Any = None
+            if self.accelerator.is_main_process:
+                try:
+                    found = source.next_epoch(state.epoch_data, last=state.epoch >= config.num_epochs - 1)
+                except Eagle3Error as error:
+                    found = {"error": str(error)}
+            found = broadcast_object_list([found])[0]
+            if isinstance(found, dict):
+                raise Eagle3Error(found["error"])
+            key = found
+        source.use_epoch(key)
+        state.epoch_data = key
+        self.micro_batches_per_epoch = num_micro_batches(source.num_samples, config.per_device_batch_size, self.accelerator.num_processes)
+        if self.micro_batches_per_epoch < config.gradient_accumulation_steps:
+            raise Eagle3Error(
+                f"epoch {state.epoch} would train on {source.num_samples} samples, fewer than one optimizer step "
+                f"({config.gradient_accumulation_steps} micro-batches of {config.per_device_batch_size * self.accelerator.num_processes})",
+                hint="start training once the dump has written more shards, or lower the batch size",
+            )
+        logger.info("epoch %d trains on %d samples (of %d planned)", state.epoch, source.num_samples, source.planned_num_samples)
+
+    def epoch_consumed(self) -> bool:
+        """The current epoch's optimizer steps are all taken (the next micro-batch starts a new one)."""
+        per_epoch = self.micro_batches_per_epoch
+        return self.state.micro_batch >= per_epoch - per_epoch % self.config.gradient_accumulation_steps
+
+    def last_epoch_done(self) -> bool:
+        """A growing source ends with its epochs, not with the planned steps: its earlier epochs,
+        over part of the data, took fewer steps than planned."""
+        return isinstance(self.source, GrowingSource) and self.state.epoch >= self.config.num_epochs - 1 and self.epoch_consumed()
+
+    def next_batch(self, device: torch.device) -> TargetBatch:
+        """This process's next micro-batch; advances the data position."""
+        state, config = self.state, self.config
+        if self.epoch_consumed():
+            state.epoch, state.micro_batch = state.epoch + 1, 0
+            self.enter_epoch(None)
+        order = epoch_order(self.source.num_samples, config.seed, state.epoch)
+        indices = local_micro_batch(
+            order, state.micro_batch, per_device_batch_size=config.per_device_batch_size,
+            world_size=self.accelerator.num_processes, rank=self.accelerator.process_index,
+        )
+        state.micro_batch += 1
+        return self.source.batch(indices, device)
 
 
-def last_epoch_done(run: Run) -> bool:
-    """A growing source ends with its epochs, not with the planned steps: its earlier epochs,
-    over part of the data, took fewer steps than planned."""
-    return isinstance(run.inputs.train, GrowingSource) and run.state.epoch >= run.config.num_epochs - 1 and epoch_consumed(run)
-
-
-def next_local_batch(run: Run) -> list[int]:
-    """This process's next micro-batch of sample indices; advances the data position."""
-    state, config = run.state, run.config
-    if epoch_consumed(run):
-        state.epoch, state.micro_batch = state.epoch + 1, 0
-        enter_epoch(run, None)
-    order = epoch_order(run.inputs.train.num_samples, config.seed, state.epoch)
-    indices = local_micro_batch(
-        order, state.micro_batch, per_device_batch_size=config.per_device_batch_size,
-        world_size=run.accelerator.num_processes, rank=run.accelerator.process_index,
-    )
-    state.micro_batch += 1
-    return indices
-
-
-def optimizer_step(run: Run) -> tuple[torch.Tensor, int]:
+def optimizer_step(
+    accelerator: Any, module: nn.Module, optimizer: Any, scheduler: Any, cursor: EpochCursor, target_head: TargetHead,
+    config: TrainHyperParameters,
+) -> tuple[torch.Tensor, int]:
     """``gradient_accumulation_steps`` micro-batches, then one optimizer step.
     Returns the local metric sums and real token count."""
-    accelerator, config = run.accelerator, run.config
     sums = torch.zeros(NUM_METRIC_ROWS, config.ttt_length, dtype=torch.float64, device=accelerator.device)
     num_tokens = 0
     for _ in range(config.gradient_accumulation_steps):
-        batch = run.inputs.train.batch(next_local_batch(run), accelerator.device)
-        rows = target_rows(batch.last_hidden, batch.loss_mask, run.target_head)
+        batch = cursor.next_batch(accelerator.device)
+        rows = target_rows(batch.last_hidden, batch.loss_mask, target_head)
         # Normalise by the trained positions of all processes: the loss (and its gradient,
         # which DDP averages) equals that of the whole global batch on one process.
         normalizers = accelerator.reduce(num_trained_positions(rows.trained, config.ttt_length), "sum")
-        with accelerator.accumulate(run.module):
-            loss, step_sums = run.module(batch, rows, normalizers)
+        with accelerator.accumulate(module):
+            loss, step_sums = module(batch, rows, normalizers)
             accelerator.backward(loss * accelerator.num_processes)
         sums += step_sums.detach()
         num_tokens += int(batch.attention_mask.sum())
-    accelerator.clip_grad_norm_(run.module.parameters(), config.max_grad_norm)
-    run.optimizer.step()
-    run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
+    accelerator.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
     return sums, num_tokens
 
 
 class Window:
     """Metric sums and tokens since the last log line; reduced across processes at each log."""
 
-    def __init__(self, run: Run) -> None:
-        self.run = run
+    def __init__(self, accelerator: Any, scheduler: Any, reporter: Reporter, state: checkpoints.TrainerState,
+                 total_steps: int, config: TrainHyperParameters) -> None:
+        self.accelerator, self.scheduler, self.reporter, self.state = accelerator, scheduler, reporter, state
+        self.total_steps, self.ttt_length, self.loss_decay = total_steps, config.ttt_length, config.loss_decay
         self.started = time.perf_counter()
-        self.first_step = run.state.global_step
+        self.first_step = state.global_step
         self.reset()
 
     def reset(self) -> None:
-        self.sums = torch.zeros(NUM_METRIC_ROWS, self.run.config.ttt_length, dtype=torch.float64, device=self.run.accelerator.device)
+        self.sums = torch.zeros(NUM_METRIC_ROWS, self.ttt_length, dtype=torch.float64, device=self.accelerator.device)
         self.num_tokens = 0
         self.window_started = time.perf_counter()
 
@@ -488,77 +503,83 @@ class Window:
         self.num_tokens += num_tokens
 
     def flush(self) -> dict[str, float]:
-        run, accelerator = self.run, self.run.accelerator
+        accelerator = self.accelerator
         sums = accelerator.reduce(self.sums, "sum")
         tokens = accelerator.reduce(torch.tensor([float(self.num_tokens)], device=accelerator.device), "sum")
         now = time.perf_counter()
-        step = run.state.global_step
-        metrics = summarize(sums, run.config.loss_decay)
-        metrics["lr"] = float(run.scheduler.get_last_lr()[0])
+        step = self.state.global_step
+        metrics = summarize(sums, self.loss_decay)
+        metrics["lr"] = float(self.scheduler.get_last_lr()[0])
         metrics["tokens_per_s"] = float(tokens[0]) / max(now - self.window_started, 1e-9)
         seconds_per_step = (now - self.started) / max(step - self.first_step, 1)
-        metrics["eta_s"] = seconds_per_step * (run.total_steps - step)
-        metrics["epoch"] = float(run.state.epoch)
-        run.reporter.report("train", step, metrics)
+        metrics["eta_s"] = seconds_per_step * (self.total_steps - step)
+        metrics["epoch"] = float(self.state.epoch)
+        self.reporter.report("train", step, metrics)
         self.reset()
         return metrics
 
 
 @torch.no_grad()
-def evaluate(run: Run) -> dict[str, float] | None:
-    """Eval metrics over every eval sample (all processes), or None without eval data."""
-    source, accelerator = run.inputs.eval, run.accelerator
-    if source is None:
-        return None
-    batch_size = run.config.per_device_batch_size
+def evaluate(
+    accelerator: Any, module: nn.Module, source: BatchSource, target_head: TargetHead, config: TrainHyperParameters
+) -> dict[str, float]:
+    """Eval metrics over every sample of ``source`` (all processes)."""
+    batch_size = config.per_device_batch_size
     num_batches = math.ceil(source.num_samples / (batch_size * accelerator.num_processes))
     batches = list(eval_batches(source.num_samples, batch_size, world_size=accelerator.num_processes, rank=accelerator.process_index))
-    sums = torch.zeros(NUM_METRIC_ROWS, run.config.ttt_length, dtype=torch.float64, device=accelerator.device)
-    run.module.eval()
+    sums = torch.zeros(NUM_METRIC_ROWS, config.ttt_length, dtype=torch.float64, device=accelerator.device)
+    module.eval()
     for index in range(num_batches):  # the same number of forwards on every process (FSDP gathers)
         indices = batches[index] if index < len(batches) else [0]
         batch = source.batch(indices, accelerator.device)
-        rows = target_rows(batch.last_hidden, batch.loss_mask, run.target_head)
-        _, step_sums = run.module(batch, rows, None)
+        rows = target_rows(batch.last_hidden, batch.loss_mask, target_head)
+        _, step_sums = module(batch, rows, None)
         if index < len(batches):
             sums += step_sums
-    run.module.train()
-    return summarize(accelerator.reduce(sums, "sum"), run.config.loss_decay)
+    module.train()
+    return summarize(accelerator.reduce(sums, "sum"), config.loss_decay)
 
 
 def evaluate_and_keep_best(run: Run) -> dict[str, float]:
-    metrics = evaluate(run)
-    if metrics is None:
+    """Evaluate (when there is eval data), report, and write ``best/`` on a new best."""
+    if run.inputs.eval is None:
         return {}
+    metrics = evaluate(run.accelerator, run.module, run.inputs.eval, run.target_head, run.config)
     state = run.state
     run.reporter.report("eval", state.global_step, metrics)
     if state.best_sim_accept_len is None or metrics["sim_accept_len"] > state.best_sim_accept_len:
         state.best_sim_accept_len, state.best_step = metrics["sim_accept_len"], state.global_step
-        write_named_draft(run, run.output_dir / checkpoints.BEST_DIR, {"eval_metrics.json": {"step": state.global_step, **metrics}})
+        write_named_draft(run.accelerator, run.module, run.draft_config, run.output_dir / checkpoints.BEST_DIR,
+                          {"eval_metrics.json": {"step": state.global_step, **metrics}})
     return metrics
 
 
-def write_named_draft(run: Run, directory: Path, extra: dict[str, Any] | None = None) -> None:
+def write_named_draft(
+    accelerator: Any, module: nn.Module, draft_config: DraftConfig, directory: Path, extra: dict[str, Any] | None = None
+) -> None:
     """``best/`` or ``final/``: gathered on every process (FSDP), written by process 0."""
-    module_state = run.accelerator.get_state_dict(run.module)
-    if run.accelerator.is_main_process:
-        checkpoints.write_draft(directory, module_state, run.draft_config, extra)
-    run.accelerator.wait_for_everyone()
-
-
-def save_step_checkpoint(run: Run) -> None:
-    accelerator, step = run.accelerator, run.state.global_step
+    module_state = accelerator.get_state_dict(module)
     if accelerator.is_main_process:
-        checkpoints.begin_step_checkpoint(run.output_dir, step)
+        checkpoints.write_draft(directory, module_state, draft_config, extra)
     accelerator.wait_for_everyone()
-    staging = checkpoints.staging_dir(run.output_dir, step)
+
+
+def save_step_checkpoint(
+    accelerator: Any, module: nn.Module, draft_config: DraftConfig, output_dir: Path, state: checkpoints.TrainerState,
+    *, keep: int | None,
+) -> None:
+    """``checkpoint-STEP/``: accelerate's state (model, optimizer, scheduler, RNG) staged and
+    renamed into place, the draft and the trainer state beside it; the oldest beyond ``keep`` go."""
+    step = state.global_step
+    if accelerator.is_main_process:
+        checkpoints.begin_step_checkpoint(output_dir, step)
+    accelerator.wait_for_everyone()
+    staging = checkpoints.staging_dir(output_dir, step)
     with writing(staging):
         accelerator.save_state(str(staging / checkpoints.TRAINING_STATE_DIR))
         share_tree(staging / checkpoints.TRAINING_STATE_DIR)
-    module_state = accelerator.get_state_dict(run.module)
+    module_state = accelerator.get_state_dict(module)
     if accelerator.is_main_process:
-        path = checkpoints.finish_step_checkpoint(
-            run.output_dir, step, module_state, run.draft_config, run.state, keep=run.config.save_total_limit
-        )
+        path = checkpoints.finish_step_checkpoint(output_dir, step, module_state, draft_config, state, keep=keep)
         logger.info("checkpoint saved: %s", path)
     accelerator.wait_for_everyone()
