@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from eagle3cli.target.capture import base_model  # noqa: E402
 from eagle3cli.config import DumpHiddenConfig  # noqa: E402
 from eagle3cli.target.loading import load_target, resolve_device  # noqa: E402
-from eagle3cli.dump.plan import INDEX_BYTES_PER_TOKEN, bytes_per_token, shard_inputs, token_batches, tokenize_records  # noqa: E402
+from eagle3cli.dump.plan import INDEX_BYTES_PER_TOKEN, bytes_per_token, shard_inputs, token_batches, tokenize_shard  # noqa: E402
 from eagle3cli.dump.runner import dump_hidden  # noqa: E402
 from eagle3cli.dump.compute import compute_dtype  # noqa: E402
 from eagle3cli.dump.shard_file import DUMP_DTYPES  # noqa: E402
@@ -136,7 +136,7 @@ def bare_forward_tokens_per_s(config: DumpHiddenConfig) -> float:
     stack = base_model(model)
     batches = []
     for shard in shard_inputs(config):
-        samples = tokenize_records(shard.records, target.spec.tokenizer, config).samples
+        samples = tokenize_shard(shard.records, target.spec.tokenizer, config).samples
         for batch in token_batches([len(s.input_ids) for s in samples], config.batch_tokens):
             batches.append([samples[i].input_ids for i in batch])
     inputs = [padded(batch) for batch in batches]

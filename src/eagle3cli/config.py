@@ -23,6 +23,18 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
 
 
+class ChatSettings(BaseModel):
+    """How conversations become tokens: the chat template, its options and the token budget.
+    Stage configs that tokenise conversations include these fields (flat: the flags and
+    config-file keys are ``chat_template``, ``max_length``, ...) and are passed whole where
+    conversations are rendered."""
+
+    chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own chat_template).")
+    max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
+    enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
+    system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
+
+
 class InspectConfig(StageConfig):
     """``eagle3 inspect``: check a draft checkpoint as vLLM and SGLang would load it."""
 
@@ -56,16 +68,12 @@ class ConvertGgufConfig(StageConfig):
     overwrite: bool = Field(False, description="Replace an existing output directory.")
 
 
-class DataCheckConfig(StageConfig):
+class DataCheckConfig(StageConfig, ChatSettings):
     """``eagle3 data check``: validate a chat dataset against a tokenizer and chat template."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
     format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
     target_model: str = Field(description="Target model directory or hub id (its tokenizer and chat template are used).")
-    chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own chat_template).")
-    max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
-    enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
-    system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
     on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
     num_samples: int | None = Field(None, gt=0, description="Check only the first N valid records.")
     show: int = Field(0, ge=0, description="Print N samples with the loss-masked tokens highlighted.")
@@ -187,7 +195,7 @@ def _check_dump_backend(value: object) -> object:
     return value
 
 
-class DumpHiddenConfig(StageConfig):
+class DumpHiddenConfig(StageConfig, ChatSettings):
     """``eagle3 dump-hidden``: the target's hidden states for offline training, as safetensors shards."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
@@ -199,10 +207,6 @@ class DumpHiddenConfig(StageConfig):
     draft_config: str | None = Field(None, description="Draft config file naming the capture layers; default: derived from the target ([2, N//2, N-3]).")
     draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size of the vocab map; default: the draft config's (32000 capped at the target vocabulary).")
     format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
-    chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own chat_template).")
-    max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
-    enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
-    system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
     dtype: DumpDtype = Field("bfloat16", description="Dtype of the target forward and of the stored hidden states; float8_e4m3fn stores them with a float32 scale per token and capture layer (4H + 21 bytes per token against bf16's 8H + 5; the target runs in bfloat16).")
     batch_tokens: int | None = Field(None, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone); default: 16384 on a GPU, 2048 on a CPU (2.4x the tokens/s of 16384 there).")
     shard_size: int = Field(128, gt=0, description="Samples per shard (by position in the data); shards are the unit of resume and of work per process.")
@@ -260,7 +264,7 @@ class TrainHyperParameters(StageConfig):
         return self
 
 
-class OnlineTrainConfig(TrainHyperParameters):
+class OnlineTrainConfig(TrainHyperParameters, ChatSettings):
     """``eagle3 train online``: the target runs in the loop and gives hidden states and targets."""
 
     target_model: str = Field(description="Target model directory or hub id.")
@@ -269,10 +273,6 @@ class OnlineTrainConfig(TrainHyperParameters):
     output_dir: str = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
     draft_config: str | None = Field(None, description="Draft config file; default: derived from the target.")
     format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
-    chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own chat_template).")
-    max_length: int = Field(2048, gt=0, description="Token budget per sample; longer samples are truncated.")
-    enable_thinking: bool = Field(False, description="Qwen3: render assistant turns as the thinking-enabled template does.")
-    system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
     num_samples: int | None = Field(None, gt=0, description="Use only the first N valid training records.")
     on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
     trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eagle3cli.config import DataCheckConfig
+from eagle3cli.data.tokenize import TokenizedSample
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ def check_dataset(
 
     ``on_record(num_tokens)`` is called after each record (the CLI drives a progress bar).
     """
-    from eagle3cli.chat_template import tokenize_conversation, validate_template
+    from eagle3cli.chat_template import validate_template
     from eagle3cli.data.readers import read_conversations
+    from eagle3cli.data.tokenize import tokenize_records
     from eagle3cli.target.hub import load_tokenizer
 
     if tokenizer is None:
@@ -70,16 +72,8 @@ def check_dataset(
         num_samples=config.num_samples,
     )
     report = DataCheckReport()
-    for _, conversation in reader:
-        sample = tokenize_conversation(
-            tokenizer,
-            conversation,
-            template=config.chat_template,
-            max_length=config.max_length,
-            enable_thinking=config.enable_thinking,
-            system_prompt=config.system_prompt,
-        )
-        add_sample(report, conversation.id, sample, tokenizer, keep=len(report.samples) < config.show)
+    for sample in tokenize_records(reader, tokenizer, config):
+        add_sample(report, sample, tokenizer, keep=len(report.samples) < config.show)
         if on_record is not None:
             on_record(len(sample.input_ids))
     report.num_read = reader.stats.num_read
@@ -88,7 +82,7 @@ def check_dataset(
     return report
 
 
-def add_sample(report: DataCheckReport, record_id: str, sample: Any, tokenizer: Any, *, keep: bool) -> None:
+def add_sample(report: DataCheckReport, sample: TokenizedSample, tokenizer: Any, *, keep: bool) -> None:
     """Fold one tokenised sample into the report (and keep it for display if asked)."""
     num_loss = sum(sample.loss_mask)
     report.lengths.append(len(sample.input_ids))
@@ -97,7 +91,7 @@ def add_sample(report: DataCheckReport, record_id: str, sample: Any, tokenizer: 
     report.num_truncated += int(sample.truncated)
     report.num_without_loss_tokens += int(num_loss == 0)
     if keep:
-        report.samples.append(MaskedSample(record_id, masked_segments(sample.input_ids, sample.loss_mask, tokenizer)))
+        report.samples.append(MaskedSample(sample.sample_id, masked_segments(sample.input_ids, sample.loss_mask, tokenizer)))
 
 
 def masked_segments(input_ids: list[int], loss_mask: list[int], tokenizer: Any) -> list[tuple[str, bool]]:

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from eagle3cli.target.capture import capture_hidden_states
-from eagle3cli.dump.plan import TokenizedSample, token_batches
+from eagle3cli.data.tokenize import TokenizedSample
+from eagle3cli.dump.plan import token_batches
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
 from eagle3cli.target.loading import native_bf16
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from eagle3cli.config import DumpHiddenConfig
+from eagle3cli.config import ChatSettings, DumpHiddenConfig
 from eagle3cli.data.readers import ReadStats
 from eagle3cli.data.records import Conversation
+from eagle3cli.data.tokenize import TokenizedSample, tokenize_records
 from eagle3cli.dump.distributed import Processes
 from eagle3cli.dump.manifest import read_record, record_verifies, records_sha256
 from eagle3cli.dump.shard_file import DUMP_DTYPES, FP8, NUM_AUX_STATES
@@ -52,15 +53,6 @@ class ShardInput:
         return records_sha256([
             [conversation.id, [[turn.role, turn.content] for turn in conversation.turns]] for _, conversation in self.records
         ])
-
-
-@dataclass(frozen=True)
-class TokenizedSample:
-    sample_index: int
-    sample_id: str
-    input_ids: list[int]
-    loss_mask: list[int]
-    truncated: bool
 
 
 @dataclass(frozen=True)
@@ -117,31 +109,11 @@ def shard_is_done(directory: Path, shard: ShardInput) -> bool:
     )
 
 
-def tokenize_records(
-    records: Sequence[tuple[int, Conversation]], tokenizer: Any, config: DumpHiddenConfig
-) -> TokenizedRecords:
-    """Tokenise records with the chat template; samples without a loss-masked token are left out."""
-    from eagle3cli.chat_template import tokenize_conversation
-
-    samples, num_skipped = [], 0
-    for sample_index, conversation in records:
-        tokenized = tokenize_conversation(
-            tokenizer,
-            conversation,
-            template=config.chat_template,
-            max_length=config.max_length,
-            enable_thinking=config.enable_thinking,
-            system_prompt=config.system_prompt,
-        )
-        if not any(tokenized.loss_mask):
-            num_skipped += 1
-            continue
-        samples.append(
-            TokenizedSample(
-                sample_index, conversation.id, tokenized.input_ids, tokenized.loss_mask, tokenized.truncated
-            )
-        )
-    return TokenizedRecords(samples, num_skipped)
+def tokenize_shard(records: Sequence[tuple[int, Conversation]], tokenizer: Any, chat: ChatSettings) -> TokenizedRecords:
+    """Tokenise records with the chat settings; samples without a loss-masked token are left out."""
+    tokenized = list(tokenize_records(records, tokenizer, chat))
+    samples = [sample for sample in tokenized if sample.has_loss]
+    return TokenizedRecords(samples, len(tokenized) - len(samples))
 
 
 class RecordSample:
@@ -163,11 +135,11 @@ class RecordSample:
         if slot < self.size:
             self.records[slot] = record
 
-    def estimate_tokens(self, tokenizer: Any, config: DumpHiddenConfig) -> int:
+    def estimate_tokens(self, tokenizer: Any, chat: ChatSettings) -> int:
         """Tokens of all records seen: exact when all were kept, else extrapolated from the sample."""
         if not self.records:
             return 0
-        num_tokens = tokenize_records(self.records, tokenizer, config).num_tokens
+        num_tokens = tokenize_shard(self.records, tokenizer, chat).num_tokens
         return round(num_tokens * self.num_seen / len(self.records))
 
 

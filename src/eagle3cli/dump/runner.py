@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from eagle3cli.config import DumpHiddenConfig
+from eagle3cli.data.tokenize import TokenizedSample
 from eagle3cli.dump.compute import HostTransfer, batch_token_budget, compute_dtype, compute_samples
 from eagle3cli.dump.distributed import Processes, collectively, processes_from_env
 from eagle3cli.dump.manifest import (
@@ -44,11 +45,10 @@ from eagle3cli.dump.plan import (
     LocalPlan,
     ShardInput,
     TokenizedRecords,
-    TokenizedSample,
     check_plan,
     plan_local,
     shard_inputs,
-    tokenize_records,
+    tokenize_shard,
 )
 from eagle3cli.dump.prefetch import prefetched
 from eagle3cli.dump.shard_file import DUMP_DTYPES, HiddenSample
@@ -256,7 +256,7 @@ def tokenized_pending_shards(
     """This process's pending shards, tokenised."""
     for shard in shard_inputs(config):
         if shard.index in plan.pending:
-            yield shard, tokenize_records(shard.records, target.spec.tokenizer, config)
+            yield shard, tokenize_shard(shard.records, target.spec.tokenizer, config)
 
 
 def progress_reporter(on_progress: Callable[[DumpProgress], None] | None) -> Callable[[int, int], None]:

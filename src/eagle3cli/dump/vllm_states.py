@@ -30,7 +30,7 @@ import torch
 
 from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.dump.manifest import VLLM_STATES_DIR
-from eagle3cli.dump.plan import TokenizedSample
+from eagle3cli.data.tokenize import TokenizedSample
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error

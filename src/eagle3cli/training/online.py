@@ -9,7 +9,6 @@ loss-masked tokens.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from eagle3cli.config import OnlineTrainConfig
+from eagle3cli.data.tokenize import TokenizedSample
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.vocab import VocabMap, build_vocab_map
 from eagle3cli.target.spec import TargetSpec
@@ -25,12 +25,6 @@ from eagle3cli.training.step import TargetBatch
 from eagle3cli.training.trainer import RunContext, TrainingInputs, TrainSummary, train
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TokenizedSample:
-    input_ids: torch.Tensor  # [T] int64
-    loss_mask: torch.Tensor  # [T] bool
 
 
 class OnlineSource:
@@ -49,7 +43,7 @@ class OnlineSource:
         from eagle3cli.target.capture import capture_hidden_states
 
         chosen = [self.samples[index] for index in indices]
-        input_ids = pad_right([sample.input_ids for sample in chosen]).to(device)
+        input_ids = pad_right([torch.tensor(sample.input_ids) for sample in chosen]).to(device)
         attention_mask = attention_mask_for([len(sample.input_ids) for sample in chosen]).to(device)
         with torch.no_grad():
             states = capture_hidden_states(
@@ -58,7 +52,7 @@ class OnlineSource:
         return TargetBatch(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            loss_mask=pad_right([sample.loss_mask for sample in chosen]).to(device),
+            loss_mask=pad_right([torch.tensor(sample.loss_mask, dtype=torch.bool) for sample in chosen]).to(device),
             aux_hidden=states.aux_hidden,
             last_hidden=states.last_hidden,
         )
@@ -66,23 +60,15 @@ class OnlineSource:
 
 def tokenize_data(config: OnlineTrainConfig, tokenizer: Any, source: str, num_samples: int | None) -> list[TokenizedSample]:
     """Every conversation of ``source`` with at least one loss-masked token."""
-    from eagle3cli.chat_template import tokenize_conversation
     from eagle3cli.data.readers import read_conversations
+    from eagle3cli.data.tokenize import tokenize_records
     from eagle3cli.errors import Eagle3Error
 
     reader = read_conversations(source, data_format=config.format, on_bad_record=config.on_bad_record, num_samples=num_samples)
-    samples, num_without_loss = [], 0
-    for _, conversation in reader:
-        tokenized = tokenize_conversation(
-            tokenizer, conversation, template=config.chat_template, max_length=config.max_length,
-            enable_thinking=config.enable_thinking, system_prompt=config.system_prompt,
-        )
-        if not any(tokenized.loss_mask):
-            num_without_loss += 1
-            continue
-        samples.append(TokenizedSample(torch.tensor(tokenized.input_ids), torch.tensor(tokenized.loss_mask, dtype=torch.bool)))
-    if num_without_loss:
-        logger.warning("%s: %d conversations without a loss-masked token left out", source, num_without_loss)
+    tokenized = list(tokenize_records(reader, tokenizer, config))
+    samples = [sample for sample in tokenized if sample.has_loss]
+    if len(samples) < len(tokenized):
+        logger.warning("%s: %d conversations without a loss-masked token left out", source, len(tokenized) - len(samples))
     if not samples:
         raise Eagle3Error(f"{source} holds no conversation with an assistant token to train on")
     return samples
@@ -94,14 +80,15 @@ def samples_sha256(samples: list[TokenizedSample]) -> str:
 
     digest = hashlib.sha256()
     for sample in samples:
-        digest.update(sample.input_ids.numpy().tobytes() + sample.loss_mask.numpy().tobytes() + b"|")
+        ids = torch.tensor(sample.input_ids, dtype=torch.int64).numpy().tobytes()
+        digest.update(ids + torch.tensor(sample.loss_mask, dtype=torch.bool).numpy().tobytes() + b"|")
     return digest.hexdigest()
 
 
 def count_loss_tokens(samples: list[TokenizedSample], vocab_size: int) -> torch.Tensor:
     """``[vocab]`` int64 counts of loss-masked token ids."""
-    tokens = torch.cat([sample.input_ids[sample.loss_mask] for sample in samples])
-    return torch.bincount(tokens, minlength=vocab_size)
+    tokens = [token for sample in samples for token, masked in zip(sample.input_ids, sample.loss_mask) if masked]
+    return torch.bincount(torch.tensor(tokens, dtype=torch.int64), minlength=vocab_size)
 
 
 def resolve_online(config: OnlineTrainConfig) -> tuple[TargetSpec, DraftConfig]:
