@@ -207,7 +207,7 @@ class DumpHiddenConfig(StageConfig, ChatSettings):
     draft_config: str | None = Field(None, description="Draft config file naming the capture layers; default: derived from the target ([2, N//2, N-3]).")
     draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size of the vocab map; default: the draft config's (32000 capped at the target vocabulary).")
     format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
-    dtype: DumpDtype = Field("bfloat16", description="Dtype of the target forward and of the stored hidden states; float8_e4m3fn stores them with a float32 scale per token and capture layer (4H + 21 bytes per token against bf16's 8H + 5; the target runs in bfloat16).")
+    dtype: DumpDtype = Field("bfloat16", description="Dtype of the stored hidden states and of the target forward; float8_e4m3fn stores them with a float32 scale per token and capture layer (4H + 21 bytes per token against bf16's 8H + 5; the target runs in bfloat16). On a CPU without native bf16 a half-precision dump runs the target in float32 (2.8x faster there) and rounds the states.")
     batch_tokens: int | None = Field(None, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone); default: 16384 on a GPU, 2048 on a CPU (2.4x the tokens/s of 16384 there).")
     shard_size: int = Field(128, gt=0, description="Samples per shard (by position in the data); shards are the unit of resume and of work per process.")
     num_samples: int | None = Field(None, gt=0, description="Dump only the first N valid records.")
