@@ -203,3 +203,48 @@ def test_stream_refuses_a_folder_without_a_started_dump_and_a_sample_prefix(tmp_
         open_growing_dump(tmp_path)
     with pytest.raises(ValueError, match="num_samples takes a prefix of a finished dump"):
         train_config(tmp_path, tmp_path, tmp_path / "out", num_samples=4)
+
+
+@pytest.mark.slow
+def test_a_resumed_epoch_whose_shards_were_rewritten_is_refused(streamed, tmp_path: Path) -> None:
+    """Resumed at step 1 (epoch 0 on shards 0-1) after shard 1 was rewritten: named, not trained on."""
+    resumed, dump = tmp_path / "resumed", tmp_path / "dump"
+    shutil.copytree(streamed["root"] / "draft", resumed)
+    for path in (resumed / "checkpoints").glob("step-*"):
+        if path.name != "step-00000001":
+            shutil.rmtree(path)
+    shutil.copytree(streamed["dump"], dump)
+    manifest = read_manifest(dump)  # the dump is complete: its manifest lists the shards
+    manifest["shards"][1]["sha256"] = "0" * 64
+    (dump / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Eagle3Error, match=r"shard\(s\) \[1\] of .*dump, which this run trains on, are gone or were rewritten"):
+        train_offline(train_config(streamed["target"], dump, resumed))
+
+
+class FewSamples:
+    """A growing source whose epoch holds 3 samples."""
+
+    num_samples, planned_num_samples = 3, 24
+
+    def batch(self, indices, device):
+        raise AssertionError("no batch is read")
+
+    def next_epoch(self, previous, *, last):
+        return [[0, "sha"]]
+
+    def use_epoch(self, key) -> None:
+        pass
+
+
+def test_an_epoch_smaller_than_one_optimizer_step_is_refused() -> None:
+    from types import SimpleNamespace
+
+    from eagle3cli.config import TrainHyperParameters
+    from eagle3cli.training.checkpoints import TrainerState
+    from eagle3cli.training.trainer import EpochCursor
+
+    config = TrainHyperParameters(per_device_batch_size=1, gradient_accumulation_steps=4)
+    accelerator = SimpleNamespace(is_main_process=True, num_processes=1, process_index=0)
+    cursor = EpochCursor(FewSamples(), TrainerState(), config, accelerator, micro_batches_per_epoch=24)
+    with pytest.raises(Eagle3Error, match=r"epoch 0 would train on 3 samples, fewer than one optimizer step \(4 micro-batches of 1\)"):
+        cursor.enter_epoch([[0, "sha"]])
