@@ -248,3 +248,26 @@ def test_an_epoch_smaller_than_one_optimizer_step_is_refused() -> None:
     cursor = EpochCursor(FewSamples(), TrainerState(), config, accelerator, micro_batches_per_epoch=24)
     with pytest.raises(Eagle3Error, match=r"epoch 0 would train on 3 samples, fewer than one optimizer step \(4 micro-batches of 1\)"):
         cursor.enter_epoch([[0, "sha"]])
+
+
+@pytest.mark.slow
+def test_a_dump_that_finishes_while_the_last_epoch_checks_on_it_is_read_complete(
+    tmp_path_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dump ends between two looks of the last epoch (it writes its manifest complete, then
+    lets go of its folder): the epoch trains on the complete dump instead of calling it stopped."""
+    from eagle3cli import outputs
+
+    target = cycle_target_dir(tmp_path_factory)
+    running = paused_dump(tmp_path, target, "dump")
+
+    def finishes_now(directory: Path) -> bool:
+        running.finish()
+        return False
+
+    monkeypatch.setattr(outputs, "in_use", finishes_now)
+    try:
+        summary = train_offline(train_config(target, tmp_path / "dump", tmp_path / "draft", num_epochs=1))
+    finally:
+        running.finish()
+    assert summary.global_step == 6  # one epoch over all 24 samples

@@ -97,6 +97,9 @@ class GrowingDumpSource(DumpSource):
         directory = self.dump.directory
         waiting = False
         while True:
+            # Whether dump-hidden runs, asked before reading the dump: it marks the dump complete
+            # before it lets go of the folder, so one that finishes in between is read complete.
+            running = in_use(directory)
             try:
                 dump = open_growing_dump(directory)
             except Eagle3Error:
@@ -105,7 +108,7 @@ class GrowingDumpSource(DumpSource):
                 return previous  # a restarted dump rewrites its manifest: train on what the last epoch had
             if dump.complete or not last:
                 break
-            if not in_use(directory):
+            if not running:
                 raise Eagle3Error(
                     f"the dump in {directory} stopped before finishing ({dump.num_shards} of "
                     f"{dump.manifest['planned']['num_shards']} shards), and the last epoch trains on all of them",
