@@ -266,7 +266,6 @@ def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | No
     return report
 
 
-
 def check_fits_target(directory: Path, target_dir: Path, target_config: Mapping[str, Any]) -> None:
     """Raise unless the checkpoint at ``directory`` passes :func:`inspect_checkpoint` against
     the target (whose folder ``target_dir`` is named in the error)."""
@@ -274,6 +273,7 @@ def check_fits_target(directory: Path, target_dir: Path, target_config: Mapping[
     if problems:
         raise Eagle3Error(f"draft {directory} does not fit target {target_dir}: " + "; ".join(problems),
                           hint=f"run eagle3 inspect {directory} --target-model {target_dir}")
+
 
 def read_config_problems(path: Path) -> tuple[DraftConfig | None, list[str]]:
     """The checkpoint config and its problems; an unreadable file is one problem."""

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from eagle3cli.target.capture import capture_hidden_states
 from eagle3cli.data.tokenize import TokenizedSample
 from eagle3cli.dump.plan import token_batches
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
+from eagle3cli.target.capture import capture_hidden_states
 from eagle3cli.target.loading import native_bf16
 
 # Default forward budgets (benchmarks/RESULTS.md, "dump-hidden on a CPU"): on a 2-core CPU a
