@@ -6,7 +6,12 @@ checkpoint (default: the quickstart's), after one MT-bench prompt:
 1. target forwards: decode(1), and verify(N) over a drafted tree of N nodes;
 2. drafting: one whole tree, per draft level, and the draft head alone (``norm`` +
    ``lm_head`` over the frontier) for several draft-vocabulary sizes in float32 and bfloat16;
-3. whole speculative steps for a few trees, and ``torch.profiler``'s table of one step.
+3. whole speculative steps for a few trees, and ``torch.profiler``'s table of one step;
+4. the baseline loop (``baseline_generate``, 64 tokens) against a bare loop of one-token
+   forwards and argmax over the same context.
+
+Weights are laid out as ``eagle3 bench`` lays them on a CPU (column-major; ``--row-major``
+keeps them as loaded).
 
 Figures are medians over repeats; comparisons alternate their variants round by round.
 
@@ -26,8 +31,9 @@ import torch
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
-from eagle3cli.decoding import DecodingConfig
+from eagle3cli.decoding import DecodingConfig, baseline_generate
 from eagle3cli.decoding.generate import extend_context, speculative_step
+from eagle3cli.decoding.layout import column_major_linears
 from eagle3cli.decoding.state import reserve
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
@@ -62,6 +68,7 @@ def main() -> None:
     parser.add_argument("--draft", type=Path, default=Path("runs/smollm2-quickstart/draft/final"))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one 16-node step")
+    parser.add_argument("--row-major", action="store_true", help="keep the weights row-major, as loaded")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = load_pretrained(args.target, dtype=torch.float32, device_map="cpu")
@@ -69,6 +76,9 @@ def main() -> None:
     embedding = model.get_input_embeddings()
     draft = load_checkpoint(args.draft, embed_tokens=embedding.weight.detach()).eval()
     draft.embed_tokens = embedding
+    if not args.row_major:
+        column_major_linears(model)
+        column_major_linears(draft)
     target = HFTarget(model, draft.config.aux_layer_ids)
     question = read_question_file(bundled_question_file("mt_bench"))[0]
     prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
@@ -127,6 +137,20 @@ def main() -> None:
     for name, values in figures.items():
         print(row(name, values, base))
     print(f"\nbreak-even τ per tree = step / decode(1); see the last column")
+
+    loop_config = DecodingConfig(max_new_tokens=64)  # no stop tokens: always 64 tokens
+
+    def bare_loop() -> None:
+        loop_state, first = extend_context(target, None, prompt, loop_config)
+        cache, token, position = loop_state.target_cache, first.reshape(1, 1), loop_state.cached_length
+        for _ in range(loop_config.max_new_tokens - 1):
+            out = target.forward(token, torch.tensor([[position]]), None, cache, last_logits_only=True)
+            cache, token, position = out.cache, out.logits[:, -1].argmax(-1, keepdim=True), position + 1
+
+    figures = medians({"baseline_generate": lambda: baseline_generate(target, prompt, loop_config), "bare forwards": bare_loop}, args.rounds)
+    print("\n| 64 tokens after the prompt | median ms | range ms | / bare\n|---|---|---|---|")
+    for name, values in figures.items():
+        print(row(name, values, figures["bare forwards"][0]))
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -102,3 +102,35 @@ def test_noisy_oracle_tree_walks_deep_paths(family):
     result = speculative_generate(target, draft, input_ids, config)
     assert result.tokens.tolist() == sequence[8:68].tolist()
     assert result.stats.mean_accept_length > 2.0
+
+
+def test_column_major_weights_keep_outputs_and_tied_embeddings():
+    """decoding.layout: same logits, every float32 Linear weight column-major, a tied head
+    still shares the embedding, and speculative decoding on re-laid models stays exact."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from builders.models import tiny_config_kwargs
+    from eagle3cli.decoding.layout import column_major_linears
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**{**tiny_config_kwargs(VOCAB), "tie_word_embeddings": True})).eval()
+    draft = random_draft(model, 48)
+    input_ids = prompt(5, 16, VOCAB)[None]
+    with torch.inference_mode():
+        before = [model(input_ids[:, :length]).logits for length in (1, 4, 16)]
+    linears = {id(module.weight) for module in model.modules() if isinstance(module, torch.nn.Linear)}
+    assert column_major_linears(model) == len(linears) == 4 * 7 + 1  # q k v o gate up down per layer, the head
+    assert column_major_linears(model) == 0  # already column-major
+    assert column_major_linears(draft) > 0
+    for module in (*model.modules(), *draft.modules()):
+        if isinstance(module, torch.nn.Linear):
+            assert module.weight.stride() == (1, module.out_features)
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    with torch.inference_mode():
+        after = [model(input_ids[:, :length]).logits for length in (1, 4, 16)]
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    target = HFTarget(model, draft.config.aux_layer_ids)
+    config = DecodingConfig(max_new_tokens=30, **TREE)
+    expected = baseline_generate(target, input_ids[0], config).tokens
+    assert speculative_generate(target, draft, input_ids[0], config).tokens.tolist() == expected.tolist()

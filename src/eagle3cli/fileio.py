@@ -166,6 +166,23 @@ def _replace_directory(new: Path, old: Path) -> None:
         shutil.rmtree(aside.parent, ignore_errors=True)
 
 
+def read_json_object(path: Path, missing_hint: str) -> tuple[dict[str, Any], bytes]:
+    """The JSON object in ``path`` and the file's bytes (to hash); one clear error otherwise."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise Eagle3Error(f"{path} does not exist", hint=missing_hint) from None
+    except OSError as error:
+        raise Eagle3Error(f"cannot read {path}: {error.strerror or error}") from error
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise Eagle3Error(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise Eagle3Error(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data, raw
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)

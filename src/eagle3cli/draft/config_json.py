@@ -20,7 +20,7 @@ from typing import Any
 
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.fileio import atomic_write_json
+from eagle3cli.fileio import atomic_write_json, read_json_object
 
 ARCHITECTURE = "LlamaForCausalLMEagle3"
 VLLM_LAYER_IDS_KEY = "eagle_aux_hidden_state_layer_ids"
@@ -161,15 +161,7 @@ def read_json(path: Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    if not path.is_file():
-        raise Eagle3Error(f"{path} does not exist", hint="pass a draft checkpoint folder holding config.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise Eagle3Error(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise Eagle3Error(f"{path} must hold a JSON object, not {type(data).__name__}")
-    return data
+    return read_json_object(path, "pass a draft checkpoint folder holding config.json")[0]
 
 
 def is_int(value: Any) -> bool:

@@ -8,13 +8,12 @@ the folder, reads the config or validates the template on its own.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eagle3cli.errors import Eagle3Error
+from eagle3cli.fileio import read_json_object
 from eagle3cli.target.hub import load_tokenizer, resolve_model_dir
 
 
@@ -44,19 +43,7 @@ class TargetSpec:
 
 def read_config_json(directory: Path) -> tuple[dict[str, Any], str]:
     """``directory/config.json`` as a JSON object, and the file's sha256; one clear error otherwise."""
-    path = Path(directory) / "config.json"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise Eagle3Error(f"{path} does not exist", hint="pass the target's folder (it holds config.json)") from None
-    except OSError as error:
-        raise Eagle3Error(f"cannot read {path}: {error.strerror or error}") from error
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise Eagle3Error(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise Eagle3Error(f"{path} must hold a JSON object, not {type(data).__name__}")
+    data, raw = read_json_object(Path(directory) / "config.json", "pass the target's folder (it holds config.json)")
     return data, hashlib.sha256(raw).hexdigest()
 
 
