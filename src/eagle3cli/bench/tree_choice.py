@@ -22,8 +22,9 @@ from eagle3cli.config import BenchConfig
 from eagle3cli.fileio import atomic_write_json
 
 Tree = tuple[int, int, int]  # total_token, depth, top_k (EAGLE's meaning)
-# Candidates: small trees for CPUs (a verify of N nodes costs ~N/10 extra decodes there, see
-# RESULTS.md "Where a CPU speculative step goes"), EAGLE-sized ones for GPUs.
+# Candidates: small trees for CPUs (a verify of 4 / 16 / 60 nodes costs ~1.3 / 1.7 / 3.1
+# one-token forwards there, see RESULTS.md "Column-major weights for CPU decoding"),
+# EAGLE-sized ones for GPUs.
 CPU_TREES: tuple[Tree, ...] = ((4, 2, 1), (8, 3, 2), (16, 3, 4), (32, 4, 8), (60, 5, 10))
 GPU_TREES: tuple[Tree, ...] = ((32, 4, 8), (48, 5, 8), (60, 5, 10), (80, 6, 10))
 CALIBRATION_TOKENS = 64
