@@ -33,7 +33,7 @@ SAVE_STEPS=${SAVE_STEPS:-500}                # checkpoints (resume points): a st
 LR=${LR:-1e-3}                               # batch 1: 1e-3 beat 5e-4 and 1.5e-4 in a 60-sample sweep
 WARMUP=${WARMUP:-0.01}                       # warmup ratio (1-2 % is the usual EAGLE-3 setting)
 TTT_LENGTH=${TTT_LENGTH:-7}
-PRECISION=${PRECISION:-bf16}                 # bf16 autocast: ~1.5x faster than fp32 on AVX512-BF16 CPUs
+PRECISION=${PRECISION:-auto}                 # bf16 autocast where bf16 is native (~1.5x fp32 on AVX512-BF16 CPUs), else fp32
 COMPARE_SAMPLES=${COMPARE_SAMPLES:-100}      # online-vs-offline comparison on this many samples
 COMPARE_EPOCHS=${COMPARE_EPOCHS:-1}
 # -- bench

@@ -224,3 +224,17 @@ def test_layer_rms_noise_scales_with_each_capture_layer(monkeypatch: pytest.Monk
     torch.testing.assert_close(fused_inputs[0] - batch.aux_hidden, (0.1 * layer_rms(batch.aux_hidden, batch.attention_mask)).expand_as(batch.aux_hidden),
                                rtol=0, atol=1e-4)  # x + d - x, with x up to 1000
     torch.testing.assert_close(fused_inputs[1] - batch.aux_hidden, torch.full_like(batch.aux_hidden, 0.1), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision, cuda, native, expected", [
+    ("auto", False, False, False), ("auto", False, True, True), ("auto", True, False, True),
+    ("bf16", False, False, True), ("fp32", True, True, False),
+])
+def test_precision_auto_is_bf16_only_where_bf16_is_native(precision, cuda, native, expected, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.config import TrainHyperParameters
+    from eagle3cli.training import accelerate_setup
+
+    monkeypatch.setattr(accelerate_setup.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(accelerate_setup, "native_bf16", lambda device: native)
+    assert accelerate_setup.bf16_training(TrainHyperParameters(precision=precision)) is expected
+    assert TrainHyperParameters().precision == "auto"

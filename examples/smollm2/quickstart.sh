@@ -53,7 +53,7 @@ done
 
 step 6 "eagle3 train offline → $OUT/draft"
 eagle3 train offline --target-model "$OUT/target" --train-hidden "$OUT/hidden" --eval-hidden "$OUT/heldout" \
-    --output-dir "$OUT/draft" --num-epochs "$TRAIN_EPOCHS" --learning-rate "$LEARNING_RATE" --precision bf16 --log-steps 20 \
+    --output-dir "$OUT/draft" --num-epochs "$TRAIN_EPOCHS" --learning-rate "$LEARNING_RATE" --precision auto --log-steps 20 \
     --eval-steps "$((NUM_PROMPTS - HELD_OUT))"   # batch 1: once per epoch
 
 step 7 "eagle3 bench --mode both on $BENCH_QUESTIONS MT-bench questions"

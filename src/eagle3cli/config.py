@@ -218,7 +218,7 @@ class DumpHiddenConfig(StageConfig, ChatSettings):
     force: bool = Field(False, description="Start even when the estimated output size exceeds the free disk space.")
 
 
-TrainPrecision = Literal["bf16", "fp32"]
+TrainPrecision = Literal["auto", "bf16", "fp32"]
 LrScheduler = Literal["constant", "cosine", "linear"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
 
@@ -237,7 +237,7 @@ class TrainHyperParameters(StageConfig):
     gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     max_grad_norm: float = Field(0.5, gt=0, description="Gradient clipping norm.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    precision: TrainPrecision = Field("bf16", description="bf16: autocast (and a bf16 target online); fp32: everything in float32.")
+    precision: TrainPrecision = Field("auto", description="bf16: autocast (and a bf16 target online); fp32: everything in float32; auto: bf16 on a GPU or a CPU with native bf16 matmuls (AVX512-BF16/AMX), else fp32 (emulated bf16 trains slower there).")
     ttt_length: int = Field(7, gt=0, description="Training-time-test unroll length: draft steps trained per position.")
     loss_decay: float = Field(0.8, gt=0, le=1, description="Weight decay^i of unroll step i's loss.")
     draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size; default: the draft config's (32000 capped at the target vocabulary).")

@@ -37,7 +37,7 @@ from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, share_tree, writing
 from eagle3cli.outputs import claimed_output_dir
 from eagle3cli.training import checkpoints
-from eagle3cli.training.accelerate_setup import make_accelerator, make_scheduler, prepare, reset_accelerate_state
+from eagle3cli.training.accelerate_setup import bf16_training, make_accelerator, make_scheduler, prepare, reset_accelerate_state
 from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_batch, num_micro_batches
 from eagle3cli.training.draft_setup import build_draft, check_head_init, init_vocab_map, load_init_draft, shared_vocab_map
 from eagle3cli.training.metrics import NUM_METRIC_ROWS, summarize
@@ -132,7 +132,7 @@ class DraftTrainingModule(nn.Module):
         super().__init__()
         self.draft = draft
         # FSDP keeps float32 parameters; bf16 compute is autocast here, as accelerate does for DDP
-        self.autocast = config.fsdp and config.precision == "bf16"
+        self.autocast = config.fsdp and bf16_training(config)
         self.ttt_length = config.ttt_length
         self.loss_decay = config.loss_decay
         self.hidden_noise_std = config.hidden_noise_std
@@ -212,7 +212,7 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     accelerator.wait_for_everyone()
     # Every process checks (the same files, the same verdict), so none waits at a barrier for one that stopped.
     check_resumed_settings(config, output_dir)
-    context = RunContext(accelerator.device, accelerator.is_main_process, accelerator.wait_for_everyone, config.precision == "bf16")
+    context = RunContext(accelerator.device, accelerator.is_main_process, accelerator.wait_for_everyone, bf16_training(config))
     inputs = prepare_inputs(context)
     if config.fc_norm:  # the flag turns it on; a --draft-config that has it keeps it
         inputs.draft_config = dataclasses.replace(inputs.draft_config, fc_norm=True)
