@@ -173,3 +173,22 @@ def test_outputs_follow_the_umask(umask: int, file_mode: int, folder_mode: int, 
     for name, mode in found.items():
         expected = folder_mode if (tmp_path / name).is_dir() or (tmp_path / "dump" / name).is_dir() else file_mode
         assert mode == expected, f"{name}: {oct(mode)} != {oct(expected)}"
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_precision_auto_resumes_a_run_it_would_train_the_same_way(
+    native: bool, world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run made with --precision fp32 resumes under auto where auto means fp32 here, and is
+    refused (naming the setting) where auto would switch it to bf16."""
+    from eagle3cli.training import accelerate_setup
+
+    run = tmp_path / "run"
+    assert runner.invoke(app, offline_args(world, run)).exit_code == 0  # --precision fp32
+    monkeypatch.setattr(accelerate_setup.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(accelerate_setup, "native_bf16", lambda device: native)
+    result = runner.invoke(app, offline_args(world, run, "--precision", "auto"))
+    if native:
+        one_error_line(result, 'holds a run made with other settings (precision: "fp32" -> "auto")', "--no-resume")
+    else:
+        assert result.exit_code == 0, result.output

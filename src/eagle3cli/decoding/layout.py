@@ -2,10 +2,10 @@
 
 Decoding multiplies a handful of rows (one token, a 16-node tree, a draft frontier of top-k
 nodes) by every weight matrix. On CPU, ``F.linear`` with the usual row-major ``[out, in]``
-weight runs those products 2-4x slower than with the same matrix stored column-major (the
-transpose contiguous): 4-60 rows of SmolLM2's 1536 x 576 MLP weight take 0.13 ms instead of
-0.62 ms for 16 rows (benchmarks/weight_layout.py, RESULTS.md). One row and hundreds of rows cost
-the same either way, so prefill is unaffected.
+weight runs those products up to 4x slower than with the same matrix stored column-major
+(the transpose contiguous): 16 rows through SmolLM2's 1536 x 576 MLP weight take 0.76 ms
+row-major and 0.19 ms column-major (benchmarks/weight_layout.py, RESULTS.md). One row and
+hundreds of rows cost the same either way, so plain decoding and prefill are unaffected.
 """
 
 from __future__ import annotations

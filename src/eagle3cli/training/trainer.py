@@ -304,10 +304,13 @@ def check_resumed_settings(config: TrainHyperParameters, output_dir: Path) -> No
     # a setting added after the run started is read as its default (what that run trained with)
     defaults = {key: field.default for key, field in type(config).model_fields.items() if not field.is_required()}
     before = {key: previous.get(key, defaults.get(key)) for key in current}
+    # precision compares as trained: "auto" is bf16 or fp32 on this machine
+    trained = {"auto": "bf16" if bf16_training(config.model_copy(update={"precision": "auto"})) else "fp32"}
+    same = lambda key, a, b: a == b or (key == "precision" and trained.get(a, a) == trained.get(b, b))  # noqa: E731
     refuse_changes([
         f"{key}: {json.dumps(before[key])} -> {json.dumps(value)}"
         for key, value in current.items()
-        if key not in CHANGEABLE_ON_RESUME and before[key] != value
+        if key not in CHANGEABLE_ON_RESUME and not same(key, before[key], value)
     ], output_dir)
 
 
