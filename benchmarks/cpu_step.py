@@ -31,7 +31,7 @@ import torch
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
-from eagle3cli.decoding import DecodingConfig, baseline_generate
+from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
 from eagle3cli.decoding.generate import extend_context, speculative_step
 from eagle3cli.decoding.layout import column_major_linears
 from eagle3cli.decoding.state import reserve
@@ -53,6 +53,47 @@ def medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str
             function()
             times[name].append(time.perf_counter() - started)
     return {name: (statistics.median(values), min(values), max(values)) for name, values in times.items()}
+
+
+def generation_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags of the benchmarks that decode whole answers: models, rounds, questions, length."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--target", type=Path, required=True)
+    parser.add_argument("--draft", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    return parser
+
+
+def alternating_generations(
+    variants: dict[str, tuple[HFTarget, torch.nn.Module]], tokenizer, num_questions: int, config: DecodingConfig
+) -> tuple[dict[tuple[str, str], list[float]], list[dict[tuple[str, str], list[int]]], dict[str, list[int]]]:
+    """Greedy generations, speculative and plain, on MT-bench first turns for every variant
+    (target, draft), the variants alternating which goes first; question 0 warms up. Returns
+    tok/s per (mode, variant), each question's tokens per (mode, variant), and the speculative
+    steps' accept lengths per variant."""
+    questions = read_question_file(bundled_question_file("mt_bench"))[: num_questions + 1]
+    rates: dict[tuple[str, str], list[float]] = {}
+    answers: list[dict[tuple[str, str], list[int]]] = []
+    accepted: dict[str, list[int]] = {name: [] for name in variants}
+    for index, question in enumerate(questions):
+        prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
+        outputs: dict[tuple[str, str], list[int]] = {}
+        order = list(variants.items()) if index % 2 else list(variants.items())[::-1]
+        for name, (target, draft) in order:
+            for mode, run in (("speculative", lambda: speculative_generate(target, draft, prompt, config)),
+                              ("plain", lambda: baseline_generate(target, prompt, config))):
+                started = time.perf_counter()
+                generation = run()
+                elapsed = time.perf_counter() - started
+                outputs[(mode, name)] = generation.tokens.tolist()
+                if index:
+                    rates.setdefault((mode, name), []).append(generation.tokens.numel() / elapsed)
+                    if mode == "speculative":
+                        accepted[name] += generation.stats.accept_lengths
+        answers.append(outputs)
+    return rates, answers[1:], accepted
 
 
 def row(name: str, figures: tuple[float, float, float], base: float | None = None) -> str:
@@ -136,7 +177,7 @@ def main() -> None:
     print("\n| speculative step (incl. compaction, draft feed) | median ms | range ms | / decode(1)\n|---|---|---|---|")
     for name, values in figures.items():
         print(row(name, values, base))
-    print(f"\nbreak-even τ per tree = step / decode(1); see the last column")
+    print("\nbreak-even τ per tree = step / decode(1); see the last column")
 
     loop_config = DecodingConfig(max_new_tokens=64)  # no stop tokens: always 64 tokens
 

@@ -11,17 +11,14 @@ question, with identical tokens required. Prints markdown tables (median and ran
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from cpu_step import alternating_generations, generation_parser
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
-from eagle3cli.chat_template import render_generation_prompt
-from eagle3cli.data.records import Turn
-from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
+from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.generate import extend_context
 from eagle3cli.decoding.state import reserve
 from eagle3cli.decoding.target import HFTarget
@@ -74,21 +71,9 @@ def forwards(targets: dict[str, HFTarget], draft, tokenizer, rounds: int) -> Non
 @torch.inference_mode()
 def generations(targets: dict[str, HFTarget], draft, tokenizer, num_questions: int, max_new_tokens: int) -> None:
     config = DecodingConfig(total_token=16, depth=3, top_k=4, max_new_tokens=max_new_tokens)
-    questions = read_question_file(bundled_question_file("mt_bench"))[: num_questions + 1]
-    rates: dict[tuple[str, str], list[float]] = {}
-    for index, question in enumerate(questions):
-        prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
-        outputs = {}
-        order = list(targets.items()) if index % 2 else list(targets.items())[::-1]  # alternate who goes first
-        for name, target in order:
-            for mode, run in (("speculative", lambda: speculative_generate(target, draft, prompt, config)),
-                              ("plain", lambda: baseline_generate(target, prompt, config))):
-                started = time.perf_counter()
-                generation = run()
-                elapsed = time.perf_counter() - started
-                outputs[(mode, name)] = generation.tokens.tolist()
-                if index:  # question 0 warms up
-                    rates.setdefault((mode, name), []).append(generation.tokens.numel() / elapsed)
+    rates, answers, _ = alternating_generations({name: (target, draft) for name, target in targets.items()},
+                                                tokenizer, num_questions, config)
+    for index, outputs in enumerate(answers, 1):
         for mode in ("speculative", "plain"):
             assert outputs[(mode, "preallocated")] == outputs[(mode, "dynamic")], f"{mode} tokens differ on question {index}"
     print(f"\n| decoding ({num_questions} MT-bench first turns, ≤ {max_new_tokens} tokens, 16/3/4) | cache | tok/s median | range |\n|---|---|---|---|")
@@ -101,13 +86,8 @@ def generations(targets: dict[str, HFTarget], draft, tokenizer, num_questions: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", type=Path, required=True)
-    parser.add_argument("--draft", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--questions", type=int, default=10)
+    parser = generation_parser(__doc__)
     parser.add_argument("--skip-forwards", action="store_true", help="only the whole generations")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args()
     model = load_pretrained(args.target, dtype=torch.float32, device_map="cpu")
     tokenizer = load_tokenizer(str(args.target))

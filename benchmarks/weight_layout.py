@@ -15,19 +15,17 @@ On a real target (SmolLM2-135M-Instruct, float32) and a draft, both loaded twice
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from cpu_step import medians, row
+from cpu_step import alternating_generations, generation_parser, medians, row
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
-from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
+from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.generate import extend_context, speculative_step
 from eagle3cli.decoding.layout import column_major_linears
 from eagle3cli.decoding.state import reserve
@@ -99,27 +97,11 @@ def forwards(models: dict[str, tuple[HFTarget, torch.nn.Module]], prompt: torch.
 
 def generations(models, tokenizer, num_questions: int, max_new_tokens: int) -> None:
     config = DecodingConfig(total_token=16, depth=3, top_k=4, max_new_tokens=max_new_tokens)
-    questions = read_question_file(bundled_question_file("mt_bench"))[: num_questions + 1]
-    rates: dict[tuple[str, str], list[float]] = {}
-    accepted: dict[str, list[int]] = {layout: [] for layout in LAYOUTS}
-    same = 0
-    for index, question in enumerate(questions):
-        prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
-        outputs = {}
-        order = list(models.items()) if index % 2 else list(models.items())[::-1]  # alternate who goes first
-        for layout, (target, draft) in order:
-            for mode, run in (("speculative", lambda: speculative_generate(target, draft, prompt, config)),
-                              ("plain", lambda: baseline_generate(target, prompt, config))):
-                started = time.perf_counter()
-                generation = run()
-                elapsed = time.perf_counter() - started
-                outputs[(mode, layout)] = generation.tokens.tolist()
-                if index:  # question 0 warms up
-                    rates.setdefault((mode, layout), []).append(generation.tokens.numel() / elapsed)
-                    if mode == "speculative":
-                        accepted[layout] += generation.stats.accept_lengths
+    rates, answers, accepted = alternating_generations(models, tokenizer, num_questions, config)
+    for index, outputs in enumerate(answers, 1):
+        for layout in LAYOUTS:
             assert outputs[("speculative", layout)] == outputs[("plain", layout)], f"{layout}: speculative != plain on question {index}"
-        same += index > 0 and outputs[("plain", "row")] == outputs[("plain", "column")]
+    same = sum(outputs[("plain", "row")] == outputs[("plain", "column")] for outputs in answers)
     print(f"\n| {num_questions} MT-bench first turns, ≤ {max_new_tokens} tokens, 16/3/4 | layout | tok/s median | range |\n|---|---|---|---|")
     for (mode, layout), values in sorted(rates.items()):
         print(f"| {mode} | {layout} | {statistics.median(values):.1f} | {min(values):.1f}–{max(values):.1f} |")
@@ -133,13 +115,7 @@ def generations(models, tokenizer, num_questions: int, max_new_tokens: int) -> N
 
 @torch.inference_mode()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", type=Path, required=True)
-    parser.add_argument("--draft", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--questions", type=int, default=10)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    args = parser.parse_args()
+    args = generation_parser(__doc__).parse_args()
     torch.manual_seed(0)
     tokenizer = load_tokenizer(str(args.target))
     models = {layout: load(args.target, args.draft, layout) for layout in LAYOUTS}
