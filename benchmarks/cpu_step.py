@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from eagle3cli.bench.questions import bundled_question_file, read_question_file
+from eagle3cli.bench.questions import Question, bundled_question_file, read_question_file
 from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
 from eagle3cli.decoding.generate import extend_context, speculative_step
 from eagle3cli.decoding.layout import column_major_linears
-from eagle3cli.decoding.state import reserve
+from eagle3cli.decoding.state import DecodingState, reserve
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.draft.checkpoint import load_checkpoint
@@ -53,6 +53,45 @@ def medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str
             function()
             times[name].append(time.perf_counter() - started)
     return {name: (statistics.median(values), min(values), max(values)) for name, values in times.items()}
+
+
+def load_models(target_dir: Path, draft_dir: Path, column_major: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The float32 target and the draft sharing its embedding, as ``eagle3 bench`` loads them on a
+    CPU (``column_major``: weights re-laid as bench does)."""
+    model = load_pretrained(target_dir, dtype=torch.float32, device_map="cpu")
+    embedding = model.get_input_embeddings()
+    draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach()).eval()
+    draft.embed_tokens = embedding
+    if column_major:
+        column_major_linears(model)
+        column_major_linears(draft)
+    return model, draft
+
+
+def mt_bench_prompt(tokenizer, question: Question) -> torch.Tensor:
+    """An MT-bench question's first turn as a generation prompt (the target's chat template)."""
+    return torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
+
+
+def decode_one(target: HFTarget, state: DecodingState) -> Callable[[], None]:
+    """One target forward of the pending token, cache cropped back after it."""
+    prefix, one = state.cached_length, state.tokens[-1:][None]
+    return lambda: target.crop(target.forward(one, torch.tensor([[prefix]]), None, state.target_cache, last_logits_only=True).cache, prefix)
+
+
+def verify_tree(target: HFTarget, draft: torch.nn.Module, state: DecodingState, config: DecodingConfig) -> Callable[[], None]:
+    """One target forward over a tree drafted (once) from ``state``, cache cropped back after it."""
+    prefix = state.cached_length
+    cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
+    tree = draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+    mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
+    return lambda: target.crop(target.forward(tree.tokens[None], positions, mask, state.target_cache).cache, prefix)
+
+
+def drafting(draft: torch.nn.Module, state: DecodingState, config: DecodingConfig) -> Callable[[], None]:
+    """Drafting one tree from ``state``."""
+    cache = reserve(state.draft_cache, state.cached_length + tree_cache_capacity(config) + config.max_step_tokens)
+    return lambda: draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
 
 
 def generation_parser(doc: str) -> argparse.ArgumentParser:
@@ -78,7 +117,7 @@ def alternating_generations(
     answers: list[dict[tuple[str, str], list[int]]] = []
     accepted: dict[str, list[int]] = {name: [] for name in variants}
     for index, question in enumerate(questions):
-        prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
+        prompt = mt_bench_prompt(tokenizer, question)
         outputs: dict[tuple[str, str], list[int]] = {}
         order = list(variants.items()) if index % 2 else list(variants.items())[::-1]
         for name, (target, draft) in order:
@@ -112,46 +151,25 @@ def main() -> None:
     parser.add_argument("--row-major", action="store_true", help="keep the weights row-major, as loaded")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = load_pretrained(args.target, dtype=torch.float32, device_map="cpu")
+    model, draft = load_models(args.target, args.draft, column_major=not args.row_major)
     tokenizer = load_tokenizer(str(args.target))
-    embedding = model.get_input_embeddings()
-    draft = load_checkpoint(args.draft, embed_tokens=embedding.weight.detach()).eval()
-    draft.embed_tokens = embedding
-    if not args.row_major:
-        column_major_linears(model)
-        column_major_linears(draft)
     target = HFTarget(model, draft.config.aux_layer_ids)
-    question = read_question_file(bundled_question_file("mt_bench"))[0]
-    prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
+    prompt = mt_bench_prompt(tokenizer, read_question_file(bundled_question_file("mt_bench"))[0])
     print(f"threads {torch.get_num_threads()}, prompt {prompt.numel()} tokens, draft vocab {draft.config.draft_vocab_size}\n")
 
     base_config = DecodingConfig(total_token=60, depth=5, top_k=10)
     state, _ = extend_context(target, draft, prompt, base_config)
-    prefix = state.cached_length
-    one = state.tokens[-1:][None]
-
-    def decode_one() -> None:
-        target.crop(target.forward(one, torch.tensor([[prefix]]), None, state.target_cache, last_logits_only=True).cache, prefix)
-
-    def verify_tree(config: DecodingConfig) -> Callable[[], None]:
-        cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
-        tree = draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
-        mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
-        return lambda: target.crop(target.forward(tree.tokens[None], positions, mask, state.target_cache).cache, prefix)
 
     trees = {n: DecodingConfig(total_token=n, depth=max(1, min(5, n // 4)), top_k=min(10, max(2, n // 4))) for n in (4, 8, 16, 32, 60)}
-    figures = medians({"decode(1)": decode_one, **{f"verify({n})": verify_tree(config) for n, config in trees.items()}}, args.rounds)
+    figures = medians({"decode(1)": decode_one(target, state),
+                       **{f"verify({n})": verify_tree(target, draft, state, config) for n, config in trees.items()}}, args.rounds)
     base = figures["decode(1)"][0]
     print("| target forward | median ms | range ms | / decode(1)\n|---|---|---|---|")
     for name, values in figures.items():
         print(row(name, values, base))
 
-    def drafting(config: DecodingConfig) -> Callable[[], None]:
-        cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
-        return lambda: draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
-
     shapes = {"16/3/4": DecodingConfig(total_token=16, depth=3, top_k=4), "60/5/10": base_config, "8/3/2": DecodingConfig(total_token=8, depth=3, top_k=2)}
-    figures = medians({name: drafting(config) for name, config in shapes.items()}, args.rounds)
+    figures = medians({name: drafting(draft, state, config) for name, config in shapes.items()}, args.rounds)
     print("\n| draft a tree (tokens/depth/top-k) | median ms | range ms | per level ms\n|---|---|---|---|")
     for name, values in figures.items():
         print(row(name, values)[:-2] + f" | {values[0] / shapes[name].num_draft_levels * 1e3:.1f}")

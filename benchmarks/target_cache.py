@@ -16,16 +16,14 @@ import time
 
 import torch
 
-from cpu_step import alternating_generations, generation_parser
+from cpu_step import alternating_generations, generation_parser, load_models
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.generate import extend_context
 from eagle3cli.decoding.state import reserve
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
-from eagle3cli.draft.checkpoint import load_checkpoint
 from eagle3cli.target.hub import load_tokenizer
-from eagle3cli.target.loading import load_pretrained
 
 VARIANTS = ("preallocated", "dynamic")
 
@@ -89,11 +87,8 @@ def main() -> None:
     parser = generation_parser(__doc__)
     parser.add_argument("--skip-forwards", action="store_true", help="only the whole generations")
     args = parser.parse_args()
-    model = load_pretrained(args.target, dtype=torch.float32, device_map="cpu")
+    model, draft = load_models(args.target, args.draft, column_major=False)  # as measured in RESULTS (before the layout change)
     tokenizer = load_tokenizer(str(args.target))
-    embedding = model.get_input_embeddings()
-    draft = load_checkpoint(args.draft, embed_tokens=embedding.weight.detach()).eval()
-    draft.embed_tokens = embedding
     targets = {name: HFTarget(model, draft.config.aux_layer_ids, preallocated=name == "preallocated") for name in VARIANTS}
     print(f"threads {torch.get_num_threads()}, torch {torch.__version__}\n")
     if not args.skip_forwards:

@@ -16,38 +16,19 @@ On a real target (SmolLM2-135M-Instruct, float32) and a draft, both loaded twice
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from cpu_step import alternating_generations, generation_parser, medians, row
+from cpu_step import alternating_generations, decode_one, drafting, generation_parser, load_models, medians, mt_bench_prompt, row, verify_tree
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
-from eagle3cli.chat_template import render_generation_prompt
-from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.generate import extend_context, speculative_step
-from eagle3cli.decoding.layout import column_major_linears
-from eagle3cli.decoding.state import reserve
 from eagle3cli.decoding.target import HFTarget
-from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
-from eagle3cli.draft.checkpoint import load_checkpoint
 from eagle3cli.target.hub import load_tokenizer
-from eagle3cli.target.loading import load_pretrained
 
 LAYOUTS = ("row", "column")
 TREE = DecodingConfig(total_token=16, depth=3, top_k=4)
-
-
-def load(target_dir: Path, draft_dir: Path, layout: str) -> tuple[HFTarget, torch.nn.Module]:
-    model = load_pretrained(target_dir, dtype=torch.float32, device_map="cpu")
-    embedding = model.get_input_embeddings()
-    draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach()).eval()
-    draft.embed_tokens = embedding
-    if layout == "column":
-        column_major_linears(model)
-        column_major_linears(draft)
-    return HFTarget(model, draft.config.aux_layer_ids), draft
 
 
 def products(model_config, draft_vocab: int, rounds: int) -> None:
@@ -69,23 +50,11 @@ def forwards(models: dict[str, tuple[HFTarget, torch.nn.Module]], prompt: torch.
     functions = {}
     for layout, (target, draft) in models.items():
         state, _ = extend_context(target, draft, prompt, DecodingConfig(total_token=60, depth=5, top_k=10))
-        prefix = state.cached_length
-        one = state.tokens[-1:][None]
-
-        def verify(config: DecodingConfig, target=target, draft=draft, state=state, prefix=prefix):
-            cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
-            tree = draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
-            mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
-            return lambda: target.crop(target.forward(tree.tokens[None], positions, mask, state.target_cache).cache, prefix)
-
-        cache = reserve(state.draft_cache, prefix + tree_cache_capacity(TREE) + TREE.max_step_tokens)
         functions.update({
-            f"decode(1) {layout}": lambda target=target, state=state, one=one, prefix=prefix: target.crop(
-                target.forward(one, torch.tensor([[prefix]]), None, state.target_cache, last_logits_only=True).cache, prefix),
-            f"verify(16) {layout}": verify(TREE),
-            f"verify(60) {layout}": verify(DecodingConfig(total_token=60, depth=5, top_k=10)),
-            f"draft tree 16/3/4 {layout}": lambda draft=draft, state=state, cache=cache: draft_tree(
-                draft, cache, state.draft_hidden, state.tokens[-1], TREE),
+            f"decode(1) {layout}": decode_one(target, state),
+            f"verify(16) {layout}": verify_tree(target, draft, state, TREE),
+            f"verify(60) {layout}": verify_tree(target, draft, state, DecodingConfig(total_token=60, depth=5, top_k=10)),
+            f"draft tree 16/3/4 {layout}": drafting(draft, state, TREE),
             f"step 16/3/4 {layout}": lambda target=target, draft=draft, state=state: speculative_step(
                 target, draft, state.clone(), TREE, 0),
         })
@@ -118,13 +87,14 @@ def main() -> None:
     args = generation_parser(__doc__).parse_args()
     torch.manual_seed(0)
     tokenizer = load_tokenizer(str(args.target))
-    models = {layout: load(args.target, args.draft, layout) for layout in LAYOUTS}
+    models = {}
+    for layout in LAYOUTS:
+        model, draft = load_models(args.target, args.draft, column_major=layout == "column")
+        models[layout] = (HFTarget(model, draft.config.aux_layer_ids), draft)
     target, draft = models["row"]
     print(f"threads {torch.get_num_threads()}, torch {torch.__version__}, draft vocab {draft.config.draft_vocab_size}\n")
     products(target.model.config, draft.config.draft_vocab_size, args.rounds)
-    question = read_question_file(bundled_question_file("mt_bench"))[0]
-    prompt = torch.tensor(render_generation_prompt(tokenizer, [Turn("user", question.turns[0])], template="auto"))
-    forwards(models, prompt, args.rounds)
+    forwards(models, mt_bench_prompt(tokenizer, read_question_file(bundled_question_file("mt_bench"))[0]), args.rounds)
     generations(models, tokenizer, args.questions, args.max_new_tokens)
 
 
