@@ -17,13 +17,18 @@ from eagle3cli.target.loading import native_bf16
 from eagle3cli.training.reporting import tracker_name
 
 
+def trained_precision(precision: str) -> str:
+    """``bf16`` or ``fp32``: ``auto`` is bf16 where bf16 is native (a GPU; a CPU with
+    AVX512-BF16/AMX). On a CPU without it bf16 is emulated and a SmolLM2 draft trains ~15 %
+    slower than in float32 (benchmarks/RESULTS.md)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.cuda.is_available() or native_bf16(torch.device("cpu")) else "fp32"
+
+
 def bf16_training(config: TrainHyperParameters) -> bool:
-    """Whether the run computes in bf16: ``--precision bf16``, or ``auto`` where bf16 is native
-    (a GPU; a CPU with AVX512-BF16/AMX). On a CPU without it bf16 is emulated and a SmolLM2 draft
-    trains ~15 % slower than in float32 (benchmarks/RESULTS.md)."""
-    if config.precision != "auto":
-        return config.precision == "bf16"
-    return torch.cuda.is_available() or native_bf16(torch.device("cpu"))
+    """Whether the run computes in bf16 (``--precision``, ``auto`` resolved on this machine)."""
+    return trained_precision(config.precision) == "bf16"
 
 
 def make_accelerator(config: TrainHyperParameters, output_dir: Path) -> Any:

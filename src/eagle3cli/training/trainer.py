@@ -37,7 +37,7 @@ from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, share_tree, writing
 from eagle3cli.outputs import claimed_output_dir
 from eagle3cli.training import checkpoints
-from eagle3cli.training.accelerate_setup import bf16_training, make_accelerator, make_scheduler, prepare, reset_accelerate_state
+from eagle3cli.training.accelerate_setup import bf16_training, make_accelerator, make_scheduler, prepare, reset_accelerate_state, trained_precision
 from eagle3cli.training.batches import epoch_order, eval_batches, local_micro_batch, num_micro_batches
 from eagle3cli.training.draft_setup import build_draft, check_head_init, init_vocab_map, load_init_draft, shared_vocab_map
 from eagle3cli.training.metrics import NUM_METRIC_ROWS, summarize
@@ -304,13 +304,11 @@ def check_resumed_settings(config: TrainHyperParameters, output_dir: Path) -> No
     # a setting added after the run started is read as its default (what that run trained with)
     defaults = {key: field.default for key, field in type(config).model_fields.items() if not field.is_required()}
     before = {key: previous.get(key, defaults.get(key)) for key in current}
-    # precision compares as trained: "auto" is bf16 or fp32 on this machine
-    trained = {"auto": "bf16" if bf16_training(config.model_copy(update={"precision": "auto"})) else "fp32"}
-    same = lambda key, a, b: a == b or (key == "precision" and trained.get(a, a) == trained.get(b, b))  # noqa: E731
+    as_trained = lambda key, value: trained_precision(value) if key == "precision" else value  # noqa: E731 ("auto": bf16 or fp32 here)
     refuse_changes([
         f"{key}: {json.dumps(before[key])} -> {json.dumps(value)}"
         for key, value in current.items()
-        if key not in CHANGEABLE_ON_RESUME and not same(key, before[key], value)
+        if key not in CHANGEABLE_ON_RESUME and as_trained(key, before[key]) != as_trained(key, value)
     ], output_dir)
 
 
