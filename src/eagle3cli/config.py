@@ -35,6 +35,15 @@ class ChatSettings(BaseModel):
     system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
 
 
+class RecordSettings(BaseModel):
+    """How the records of a dataset are read: their format and what a malformed one does.
+    Stage configs that read conversations include these fields (flat, like ChatSettings) and
+    are passed whole to :func:`eagle3cli.data.readers.read_conversations`."""
+
+    format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
+    on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
+
+
 class InspectConfig(StageConfig):
     """``eagle3 inspect``: check a draft checkpoint as vLLM and SGLang would load it."""
 
@@ -68,13 +77,11 @@ class ConvertGgufConfig(StageConfig):
     overwrite: bool = Field(False, description="Replace an existing output directory.")
 
 
-class DataCheckConfig(StageConfig, ChatSettings):
+class DataCheckConfig(StageConfig, ChatSettings, RecordSettings):
     """``eagle3 data check``: validate a chat dataset against a tokenizer and chat template."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
-    format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
     target_model: str = Field(description="Target model directory or hub id (its tokenizer and chat template are used).")
-    on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
     num_samples: int | None = Field(None, gt=0, description="Check only the first N valid records.")
     show: int = Field(0, ge=0, description="Print N samples with the loss-masked tokens highlighted.")
     trust_remote_code: bool = Field(False, description="Allow the tokenizer's own code from its repository to run.")
@@ -104,12 +111,11 @@ TemperatureMix = Annotated[
 ]
 
 
-class SampleConfig(StageConfig):
+class SampleConfig(StageConfig, RecordSettings):
     """``eagle3 sample``: regenerate the assistant turns of a chat dataset with the target model."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
     output_dir: str = Field(description="Output folder: shards/ (the regenerated records), failed.jsonl, summary.json, config.json.")
-    format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
     shard_size: int = Field(50000, gt=0, description="Input records per shard; shards are named by their input index range.")
     num_answers: int = Field(1, gt=0, description="Answers per input record (the OpenAI n), each its own record with id ID#k and its own temperature draw and seed; needs sampling (a temperature above 0 or a mix).")
     backend: Literal["vllm", "hf"] = Field("vllm", description="vllm: OpenAI-compatible servers (eagle3 serve); hf: the target runs in this process with transformers, continuously batched (no server).")
@@ -131,7 +137,6 @@ class SampleConfig(StageConfig):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
     seed: int = Field(0, description="Seed of the per-record temperature draw and of each record's sampling seed sent to the server (reproducible answers).")
     enable_thinking: bool = Field(False, description="Sent as chat_template_kwargs.enable_thinking (Qwen3 thinking mode; other templates ignore it).")
-    on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
     drop_truncated: bool = Field(False, description="Leave out records whose answer hit max_tokens (counted in the summary).")
     num_samples: int | None = Field(None, gt=0, description="Sample only the first N valid records.")
     num_retries: int = Field(5, ge=0, description="Retries of a request after a timeout, connection error, 429 or 5xx (exponential backoff with jitter).")
@@ -195,7 +200,7 @@ def _check_dump_backend(value: object) -> object:
     return value
 
 
-class DumpHiddenConfig(StageConfig, ChatSettings):
+class DumpHiddenConfig(StageConfig, ChatSettings, RecordSettings):
     """``eagle3 dump-hidden``: the target's hidden states for offline training, as safetensors shards."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
@@ -206,12 +211,10 @@ class DumpHiddenConfig(StageConfig, ChatSettings):
     tensor_parallel_size: int = Field(1, ge=1, description="vllm backend: tensor-parallel size of each process's engine (several processes: data parallel).")
     draft_config: str | None = Field(None, description="Draft config file naming the capture layers; default: derived from the target ([2, N//2, N-3]).")
     draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size of the vocab map; default: the draft config's (32000 capped at the target vocabulary).")
-    format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
     dtype: DumpDtype = Field("bfloat16", description="Dtype of the stored hidden states and of the target forward; float8_e4m3fn stores them with a float32 scale per token and capture layer (4H + 21 bytes per token against bf16's 8H + 5; the target runs in bfloat16). On a CPU without native bf16 a half-precision dump runs the target in float32 (2.8x faster there) and rounds the states.")
     batch_tokens: int | None = Field(None, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone); default: 16384 on a GPU, 2048 on a CPU (2.4x the tokens/s of 16384 there).")
     shard_size: int = Field(128, gt=0, description="Samples per shard (by position in the data); shards are the unit of resume and of work per process.")
     num_samples: int | None = Field(None, gt=0, description="Dump only the first N valid records.")
-    on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
     device: DeviceChoice = Field("auto", description="auto: cuda (this process's local GPU) when available, else cpu.")
     trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")
     overwrite: bool = Field(False, description="Delete an existing dump in output_dir (also one made with other settings) and start over.")
@@ -264,7 +267,7 @@ class TrainHyperParameters(StageConfig):
         return self
 
 
-class OnlineTrainConfig(TrainHyperParameters, ChatSettings):
+class OnlineTrainConfig(TrainHyperParameters, ChatSettings, RecordSettings):
     """``eagle3 train online``: the target runs in the loop and gives hidden states and targets."""
 
     target_model: str = Field(description="Target model directory or hub id.")
@@ -272,9 +275,7 @@ class OnlineTrainConfig(TrainHyperParameters, ChatSettings):
     eval_data: str | None = Field(None, description="Evaluation conversations (same forms); eval sim_accept_len picks best/.")
     output_dir: str = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
     draft_config: str | None = Field(None, description="Draft config file; default: derived from the target.")
-    format: DataFormat = Field("auto", description="Record format; auto detects it per record from the keys.")
     num_samples: int | None = Field(None, gt=0, description="Use only the first N valid training records.")
-    on_bad_record: BadRecordPolicy = Field("error", description="error: stop at the first malformed record; skip: count and skip it.")
     trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")
 
 

@@ -64,13 +64,7 @@ def check_dataset(
     if tokenizer is None:
         tokenizer = load_tokenizer(config.target_model, trust_remote_code=config.trust_remote_code)
     validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
-    reader = read_conversations(
-        config.data,
-        data_format=config.format,
-        on_bad_record=config.on_bad_record,
-        require_assistant=True,
-        num_samples=config.num_samples,
-    )
+    reader = read_conversations(config.data, config, num_samples=config.num_samples)
     report = DataCheckReport()
     for sample in tokenize_records(reader, tokenizer, config):
         add_sample(report, sample, tokenizer, keep=len(report.samples) < config.show)

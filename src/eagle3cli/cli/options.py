@@ -117,7 +117,8 @@ def config_options(
 
     The command keeps its own parameters and receives ``overrides`` (the fields given as flags)
     and ``fallbacks`` (the fields read from environment variables). ``panels`` groups fields
-    under help headings, in that order; fields in no panel go under "Options".
+    under help headings, in that order; fields in no panel go under "Options". A model's own
+    fields come before those it shares with other stages (``ChatSettings``, ``RecordSettings``).
     """
     panel_of = {name: title for title, names in (panels or {}).items() for name in names}
     names = [name for name in model.model_fields if name not in exclude]
@@ -125,7 +126,8 @@ def config_options(
     if unknown:
         raise TypeError(f"{model.__name__} has no option field(s) {sorted(unknown)}")
     order = {name: index for index, name in enumerate(panel_of)}
-    names.sort(key=lambda name: order.get(name, len(order)))
+    own = model.__dict__.get("__annotations__", {})  # the stage's own fields before the shared settings
+    names.sort(key=lambda name: (order.get(name, len(order)), name not in own))
     generated = [
         field_parameter(
             name, model.model_fields[name], flags=(flags or {}).get(name), panel=panel_of.get(name),

@@ -12,12 +12,10 @@ record's own list path (``conversations[2]``, 0-based), so they can be found in 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
+from eagle3cli.config import DataFormat
 from eagle3cli.data.records import ROLES, Conversation, Role, Turn
-
-DataFormat = Literal["auto", "sharegpt", "ultrachat", "openai"]
-DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
 
 ReasonKind = Literal[
     "invalid JSON",

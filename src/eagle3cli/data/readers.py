@@ -21,15 +21,15 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from eagle3cli.data.formats import DATA_FORMATS, DataFormat, RecordProblem, normalise_record
+from eagle3cli.config import RecordSettings
+from eagle3cli.data.formats import RecordProblem, normalise_record
 from eagle3cli.data.records import Conversation
 from eagle3cli.errors import Eagle3Error
 
 logger = logging.getLogger(__name__)
 
-BadRecordPolicy = Literal["error", "skip"]
 FILE_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".parquet")
 NUM_SKIPPED_EXAMPLES = 5
 PARQUET_BATCH_SIZE = 1024
@@ -101,14 +101,12 @@ class ConversationReader:
         self,
         sources: list[Source],
         *,
-        data_format: DataFormat,
-        on_bad_record: BadRecordPolicy,
+        reading: RecordSettings,
         require_assistant: bool,
         num_samples: int | None,
     ) -> None:
         self.sources = sources
-        self.data_format = data_format
-        self.on_bad_record = on_bad_record
+        self.reading = reading
         self.require_assistant = require_assistant
         self.num_samples = num_samples
         self.stats = ReadStats()
@@ -130,13 +128,13 @@ class ConversationReader:
             record = _decode(raw.value)
             return normalise_record(
                 record,
-                data_format=self.data_format,
+                data_format=self.reading.format,
                 default_id=raw.default_id,
                 require_assistant=self.require_assistant,
             )
         except RecordProblem as problem:
             error = BadRecordError(raw.path, raw.location, problem.reason, kind=problem.kind)
-            if self.on_bad_record == "error":
+            if self.reading.on_bad_record == "error":
                 raise error from None
             self.stats.add_skipped(error)
             logger.debug("skipped %s", error.message)
@@ -145,29 +143,24 @@ class ConversationReader:
 
 def read_conversations(
     source: str,
+    reading: RecordSettings = RecordSettings(),
     *,
-    data_format: DataFormat = "auto",
-    on_bad_record: BadRecordPolicy = "error",
     require_assistant: bool = True,
     num_samples: int | None = None,
 ) -> ConversationReader:
-    """Return a reader over the conversations of ``source`` (file, folder, glob or hub id).
+    """Return a reader over the conversations of ``source`` (file, folder, glob or hub id),
+    read as ``reading`` says (format, bad-record policy; a stage config that has those fields).
 
     The source is resolved now (a missing path raises :class:`Eagle3Error`); files are
     read lazily, ``.jsonl`` line by line. Iterating yields ``(input_index, conversation)``;
     ``num_samples`` stops after that many good records. ``require_assistant`` rejects
     records without an assistant turn (set it to ``False`` for prompt-only data).
     """
-    if data_format not in DATA_FORMATS:
-        raise Eagle3Error(f"unknown data format {data_format!r}", hint=f"use one of: {', '.join(DATA_FORMATS)}")
-    if on_bad_record not in ("error", "skip"):
-        raise Eagle3Error(f"unknown bad-record policy {on_bad_record!r}", hint="use 'error' or 'skip'")
     if num_samples is not None and num_samples < 1:
         raise Eagle3Error(f"num_samples must be 1 or more, got {num_samples}", hint="leave it unset to read all")
     return ConversationReader(
         resolve_sources(source),
-        data_format=data_format,
-        on_bad_record=on_bad_record,
+        reading=reading,
         require_assistant=require_assistant,
         num_samples=num_samples,
     )

@@ -89,13 +89,7 @@ def shard_inputs(config: DumpHiddenConfig, on_done: Callable[[ReadStats], None] 
     (records read, malformed ones skipped and why) once it is complete."""
     from eagle3cli.data.readers import read_conversations
 
-    reader = read_conversations(
-        config.data,
-        data_format=config.format,
-        on_bad_record=config.on_bad_record,
-        require_assistant=True,
-        num_samples=config.num_samples,
-    )
+    reader = read_conversations(config.data, config, num_samples=config.num_samples)
     yield from iter_shard_inputs((conversation for _, conversation in reader), config.shard_size)
     if on_done is not None:
         on_done(reader.stats)

@@ -86,13 +86,7 @@ def sample(config: SampleConfig, *, on_progress: ProgressCallback | None = None)
     """
     with claimed_output_dir(Path(config.output_dir), "sample") as output_dir:
         check_same_input(output_dir, config)
-        reader = read_conversations(
-            config.data,
-            data_format=config.format,
-            on_bad_record=config.on_bad_record,
-            require_assistant=False,
-            num_samples=config.num_samples,
-        )
+        reader = read_conversations(config.data, config, require_assistant=False, num_samples=config.num_samples)
         write_resolved_config(config, output_dir)
         summary = asyncio.run(_sample(config, reader, on_progress or (lambda _: None)))
         atomic_write_json(output_dir / SUMMARY_FILENAME, summary.to_json())

@@ -64,7 +64,7 @@ def tokenize_data(config: OnlineTrainConfig, tokenizer: Any, source: str, num_sa
     from eagle3cli.data.tokenize import tokenize_records
     from eagle3cli.errors import Eagle3Error
 
-    reader = read_conversations(source, data_format=config.format, on_bad_record=config.on_bad_record, num_samples=num_samples)
+    reader = read_conversations(source, config, num_samples=num_samples)
     tokenized = list(tokenize_records(reader, tokenizer, config))
     samples = [sample for sample in tokenized if sample.has_loss]
     if len(samples) < len(tokenized):
