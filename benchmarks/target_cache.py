@@ -1,10 +1,12 @@
-"""The decoder's target cache: preallocated (in-place writes) against transformers' DynamicCache.
+"""The decoder's target cache: preallocated (in-place writes) against transformers' DynamicCache
+and StaticCache.
 
 On a real target (SmolLM2-135M-Instruct, float32) and a draft: (1) one target forward of a
 16-node tree and one decode step at several context lengths, where DynamicCache copies every
-layer's keys and values per forward; (2) whole greedy generations (speculative with the CPU
-tree 16/3/4, and plain decoding) on MT-bench first turns, both caches alternating question by
-question, with identical tokens required. Prints markdown tables (median and range).
+layer's keys and values per forward and StaticCache attends over all its positions (masked
+past the length); (2) whole greedy generations (speculative with the CPU tree 16/3/4, and plain
+decoding) on MT-bench first turns, the caches alternating question by question, with identical
+tokens required. Prints markdown tables (median and range).
 
     python benchmarks/target_cache.py --target runs/fp8/target --draft runs/fp8/fp8-vs-bf16/draft-bf16-seed0/best
 """
@@ -15,6 +17,7 @@ import statistics
 import time
 
 import torch
+from transformers import StaticCache
 
 from cpu_step import alternating_generations, generation_parser, load_models
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
@@ -25,7 +28,31 @@ from eagle3cli.decoding.target import HFTarget
 from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.target.hub import load_tokenizer
 
-VARIANTS = ("preallocated", "dynamic")
+VARIANTS = ("preallocated", "dynamic", "static")
+
+
+class StaticTarget(HFTarget):
+    """transformers' ``StaticCache`` behind the decoder's adapter: sized at the prefill (its
+    length + ``headroom``), written at ``cumulative_length``, cropped by moving that back; the
+    tree mask is padded to the cache's width (attention reads every position, masked past the
+    length). Compaction is the adapter's own in-place gather."""
+
+    def __init__(self, model, aux_layer_ids, headroom: int) -> None:
+        super().__init__(model, aux_layer_ids, preallocated=False)
+        self.headroom = headroom
+
+    def forward(self, input_ids, position_ids, mask, cache, *, last_logits_only=False):
+        if cache is None:
+            cache = StaticCache(config=self.model.config, max_cache_len=input_ids.shape[1] + self.headroom)
+        if mask is not None:
+            mask = torch.nn.functional.pad(mask, (0, cache.layers[0].max_cache_len - mask.shape[-1]), value=False)
+        return super().forward(input_ids, position_ids, mask, cache, last_logits_only=last_logits_only)
+
+
+def make_target(name: str, model, aux_layer_ids, headroom: int) -> HFTarget:
+    if name == "static":
+        return StaticTarget(model, aux_layer_ids, headroom)
+    return HFTarget(model, aux_layer_ids, preallocated=name == "preallocated")
 
 
 def spread(values: list[float]) -> str:
@@ -73,23 +100,29 @@ def generations(targets: dict[str, HFTarget], draft, tokenizer, num_questions: i
                                                 tokenizer, num_questions, config)
     for index, outputs in enumerate(answers, 1):
         for mode in ("speculative", "plain"):
-            assert outputs[(mode, "preallocated")] == outputs[(mode, "dynamic")], f"{mode} tokens differ on question {index}"
+            for name in targets:
+                assert outputs[(mode, name)] == outputs[(mode, "dynamic")], f"{mode} tokens of {name} differ on question {index}"
     print(f"\n| decoding ({num_questions} MT-bench first turns, ≤ {max_new_tokens} tokens, 16/3/4) | cache | tok/s median | range |\n|---|---|---|---|")
     for (mode, name), values in sorted(rates.items()):
         print(f"| {mode} | {name} | {spread(values)} |")
-    print("\n| decoding | preallocated / dynamic tok/s, per question: median | range |\n|---|---|---|")
+    print("\n| decoding | cache | tok/s / dynamic's, per question: median | range |\n|---|---|---|---|")
     for mode in ("speculative", "plain"):
-        ratios = [a / b for a, b in zip(rates[(mode, "preallocated")], rates[(mode, "dynamic")])]
-        print(f"| {mode} | {statistics.median(ratios):.3f} | {min(ratios):.3f}–{max(ratios):.3f} |")
+        for name in targets:
+            if name != "dynamic":
+                ratios = [a / b for a, b in zip(rates[(mode, name)], rates[(mode, "dynamic")])]
+                print(f"| {mode} | {name} | {statistics.median(ratios):.3f} | {min(ratios):.3f}–{max(ratios):.3f} |")
 
 
 def main() -> None:
     parser = generation_parser(__doc__)
     parser.add_argument("--skip-forwards", action="store_true", help="only the whole generations")
+    parser.add_argument("--caches", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--row-major", action="store_true", help="keep nn.Linear's row-major weights (as before the layout change)")
     args = parser.parse_args()
-    model, draft = load_models(args.target, args.draft, column_major=False)  # as measured in RESULTS (before the layout change)
+    model, draft = load_models(args.target, args.draft, column_major=not args.row_major)
     tokenizer = load_tokenizer(str(args.target))
-    targets = {name: HFTarget(model, draft.config.aux_layer_ids, preallocated=name == "preallocated") for name in VARIANTS}
+    headroom = args.max_new_tokens + 64  # the answer, a tree of 16 and the step's accepted tokens
+    targets = {name: make_target(name, model, draft.config.aux_layer_ids, headroom) for name in sorted(set(args.caches) | {"dynamic"})}
     print(f"threads {torch.get_num_threads()}, torch {torch.__version__}\n")
     if not args.skip_forwards:
         forwards(targets, draft, tokenizer, args.rounds)
