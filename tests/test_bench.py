@@ -302,8 +302,9 @@ def test_a_lower_precision_draft_head_stays_lossless(qwen3_target_dir: Path, ran
 def test_the_draft_head_dtype_follows_the_cpu() -> None:
     from eagle3cli.bench.runner import resolve_head_dtype
 
+    from eagle3cli.target.loading import native_bf16
+
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert resolve_head_dtype("auto", cpu, torch.float32) == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert resolve_head_dtype("auto", cpu, torch.float32) == (torch.bfloat16 if native_bf16(cpu) else torch.float32)
     assert resolve_head_dtype("auto", cuda, torch.float16) == torch.float16
     assert resolve_head_dtype("float32", cpu, torch.bfloat16) == torch.float32

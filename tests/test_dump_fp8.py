@@ -120,3 +120,21 @@ def test_half_precision_dumps_compute_in_float32_on_a_cpu_without_native_bf16(na
     assert [compute.compute_dtype(dtype, cpu) for dtype in (torch.bfloat16, torch.float16, FP8, torch.float32)] == [
         half, torch.float16 if native else torch.float32, half, torch.float32]
     assert [compute.compute_dtype(dtype, gpu) for dtype in (torch.bfloat16, FP8, torch.float32)] == [torch.bfloat16, torch.bfloat16, torch.float32]
+
+
+def test_native_bf16_means_the_cpu_has_bf16_instructions() -> None:
+    """On Linux the CPU's flags say it: AVX512-BF16 or AMX. oneDNN's "bf16 supported" is also
+    true on plain AVX-512 (emulated bf16, 2.8x slower than float32 there), so it cannot decide."""
+    from eagle3cli.target.loading import native_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("needs /proc/cpuinfo")
+    flags = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.partition(":")[2].split())
+    if not flags & {"avx512f", "avx512_bf16", "amx_bf16"}:
+        pytest.skip("needs an x86 CPU with AVX-512 (where the two checks can disagree)")
+    assert native_bf16(torch.device("cpu")) == bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert native_bf16(torch.device("cuda"))

@@ -32,8 +32,12 @@ def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 natively (any CUDA GPU torch runs on; a CPU with
-    AVX512-BF16 or AMX, where bf16 matrix products are ~2x faster than float32)."""
-    return device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    AVX512-BF16 or AMX, where bf16 matrix products are ~2x faster than float32). oneDNN's own
+    "bf16 supported" is true on any AVX-512 CPU, where it emulates bf16 2.8x slower than
+    float32 (benchmarks/RESULTS.md, "Dump and training dtype on a CPU without native bf16")."""
+    if device.type == "cuda":
+        return True
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def load_pretrained(directory: Path, **options: Any) -> nn.Module:
