@@ -301,7 +301,6 @@ def test_a_lower_precision_draft_head_stays_lossless(qwen3_target_dir: Path, ran
 
 def test_the_draft_head_dtype_follows_the_cpu() -> None:
     from eagle3cli.bench.runner import resolve_head_dtype
-
     from eagle3cli.target.loading import native_bf16
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
