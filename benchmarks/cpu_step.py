@@ -82,8 +82,7 @@ def decode_one(target: HFTarget, state: DecodingState) -> Callable[[], None]:
 def verify_tree(target: HFTarget, draft: torch.nn.Module, state: DecodingState, config: DecodingConfig) -> Callable[[], None]:
     """One target forward over a tree drafted (once) from ``state``, cache cropped back after it."""
     prefix = state.cached_length
-    cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
-    tree = draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+    tree = drafting(draft, state, config)()
     mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
     return lambda: target.crop(target.forward(tree.tokens[None], positions, mask, state.target_cache).cache, prefix)
 

@@ -19,13 +19,12 @@ import time
 import torch
 from transformers import StaticCache
 
-from cpu_step import alternating_generations, generation_parser, load_models
+from cpu_step import alternating_generations, drafting, generation_parser, load_models
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.generate import extend_context
-from eagle3cli.decoding.state import reserve
 from eagle3cli.decoding.target import HFTarget
-from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
+from eagle3cli.decoding.tree import tree_attention_mask
 from eagle3cli.target.hub import load_tokenizer
 
 VARIANTS = ("preallocated", "dynamic", "static")
@@ -70,8 +69,7 @@ def forwards(targets: dict[str, HFTarget], draft, tokenizer, rounds: int) -> Non
         prompt = ids[:length]
         states = {name: extend_context(target, draft, prompt, config)[0] for name, target in targets.items()}
         state = states["dynamic"]
-        cache = reserve(state.draft_cache, state.cached_length + tree_cache_capacity(config) + config.max_step_tokens)
-        tree = draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+        tree = drafting(draft, state, config)()
         prefix = state.cached_length
         mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
         one = state.tokens[-1:][None]
