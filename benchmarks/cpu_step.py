@@ -32,11 +32,10 @@ from eagle3cli.bench.questions import Question, bundled_question_file, read_ques
 from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
-from eagle3cli.decoding.generate import extend_context, speculative_step
+from eagle3cli.decoding.generate import draft_step_tree, extend_context, speculative_step, tree_inputs
 from eagle3cli.decoding.layout import column_major_linears
-from eagle3cli.decoding.state import DecodingState, reserve
+from eagle3cli.decoding.state import DecodingState
 from eagle3cli.decoding.target import HFTarget
-from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.draft.checkpoint import load_checkpoint
 from eagle3cli.target.loading import load_pretrained
 from eagle3cli.target.hub import load_tokenizer
@@ -82,15 +81,14 @@ def decode_one(target: HFTarget, state: DecodingState) -> Callable[[], None]:
 def verify_tree(target: HFTarget, draft: torch.nn.Module, state: DecodingState, config: DecodingConfig) -> Callable[[], None]:
     """One target forward over a tree drafted (once) from ``state``, cache cropped back after it."""
     prefix = state.cached_length
-    tree = drafting(draft, state, config)()
-    mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
-    return lambda: target.crop(target.forward(tree.tokens[None], positions, mask, state.target_cache).cache, prefix)
+    _, tree = draft_step_tree(draft, state, config)
+    inputs = tree_inputs(tree, prefix)
+    return lambda: target.crop(target.forward(tree.tokens[None], *inputs, state.target_cache).cache, prefix)
 
 
 def drafting(draft: torch.nn.Module, state: DecodingState, config: DecodingConfig) -> Callable[[], None]:
     """Drafting one tree from ``state``."""
-    cache = reserve(state.draft_cache, state.cached_length + tree_cache_capacity(config) + config.max_step_tokens)
-    return lambda: draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+    return lambda: draft_step_tree(draft, state, config)
 
 
 def generation_parser(doc: str) -> argparse.ArgumentParser:

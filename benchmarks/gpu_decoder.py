@@ -34,10 +34,8 @@ from transformers import (
 )
 
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
-from eagle3cli.decoding.generate import extend_context, speculative_step
-from eagle3cli.decoding.state import reserve
+from eagle3cli.decoding.generate import draft_step_tree, extend_context, speculative_step, tree_inputs
 from eagle3cli.decoding.target import HFTarget
-from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.draft.config import DraftConfig
 from eagle3cli.draft.model import Eagle3DraftModel
 
@@ -151,17 +149,15 @@ def speed(device: str, small: bool) -> dict:
         out = target.forward(one, torch.tensor([[prefix]], device=device), None, state.target_cache)
         target.crop(out.cache, prefix)
 
-    state.draft_cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
-    tree = draft_tree(draft, state.draft_cache, state.draft_hidden, state.tokens[-1], config)
-    tree_mask = tree_attention_mask(tree.mask, prefix)
-    tree_positions = (prefix + tree.depths)[None]
+    _, tree = draft_step_tree(draft, state, config)
+    tree_positions, tree_mask = tree_inputs(tree, prefix)
 
     def verify_tree() -> None:
         out = target.forward(tree.tokens[None], tree_positions, tree_mask, state.target_cache)
         target.crop(out.cache, prefix)
 
     def draft_whole_tree() -> None:
-        draft_tree(draft, state.draft_cache, state.draft_hidden, state.tokens[-1], config)
+        draft_step_tree(draft, state, config)
 
     decode_s = median_seconds(decode_one, 20, device)
     verify_s = median_seconds(verify_tree, 20, device)

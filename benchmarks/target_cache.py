@@ -19,12 +19,11 @@ import time
 import torch
 from transformers import StaticCache
 
-from cpu_step import alternating_generations, drafting, generation_parser, load_models
+from cpu_step import alternating_generations, generation_parser, load_models
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.decoding import DecodingConfig
-from eagle3cli.decoding.generate import extend_context
+from eagle3cli.decoding.generate import draft_step_tree, extend_context, tree_inputs
 from eagle3cli.decoding.target import HFTarget
-from eagle3cli.decoding.tree import tree_attention_mask
 from eagle3cli.target.hub import load_tokenizer
 
 VARIANTS = ("preallocated", "dynamic", "static")
@@ -69,9 +68,9 @@ def forwards(targets: dict[str, HFTarget], draft, tokenizer, rounds: int) -> Non
         prompt = ids[:length]
         states = {name: extend_context(target, draft, prompt, config)[0] for name, target in targets.items()}
         state = states["dynamic"]
-        tree = drafting(draft, state, config)()
+        _, tree = draft_step_tree(draft, state, config)
         prefix = state.cached_length
-        mask, positions = tree_attention_mask(tree.mask, prefix), (prefix + tree.depths)[None]
+        positions, mask = tree_inputs(tree, prefix)
         one = state.tokens[-1:][None]
         times: dict[tuple[str, str], list[float]] = {}
         for round_index in range(rounds + 1):

@@ -39,8 +39,9 @@ from eagle3cli.decoding.state import (
     draft_extend,
     reserve,
 )
-from eagle3cli.decoding.tree import draft_tree, tree_attention_mask, tree_cache_capacity
+from eagle3cli.decoding.tree import DraftTree, draft_tree, tree_attention_mask, tree_cache_capacity
 from eagle3cli.decoding.verify import target_choices, verify
+from eagle3cli.draft.attention import DraftKVCache
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,19 @@ def extend_context(
     return DecodingState(tokens, out.cache, draft_cache, hidden[:, -1:]), first
 
 
+def draft_step_tree(draft: DraftModel, state: DecodingState, config: DecodingConfig) -> tuple[DraftKVCache, DraftTree]:
+    """A step's tree drafted from ``state``, and the draft cache it wrote (``state``'s, grown
+    if it cannot hold the tree and the step's new tokens)."""
+    cache = reserve(state.draft_cache, state.cached_length + tree_cache_capacity(config) + config.max_step_tokens)
+    return cache, draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
+
+
+def tree_inputs(tree: DraftTree, prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions ``[1, N]`` and attention mask ``[1, 1, N, prefix + N]`` of the tree's nodes
+    verified after ``prefix`` cached tokens."""
+    return (prefix + tree.depths)[None], tree_attention_mask(tree.mask, prefix)
+
+
 @torch.no_grad()
 def speculative_step(
     target: TargetModel,
@@ -161,12 +175,9 @@ def speculative_step(
 ) -> Step:
     """One draft-verify-compact step, ``num_generated`` tokens into the answer."""
     prefix = state.cached_length
-    draft_cache = reserve(state.draft_cache, prefix + tree_cache_capacity(config) + config.max_step_tokens)
     # 1-2. Draft the tree; verify all its nodes in one target forward.
-    tree = draft_tree(draft, draft_cache, state.draft_hidden, state.tokens[-1], config)
-    positions = (prefix + tree.depths)[None]  # [1, N]
-    mask = tree_attention_mask(tree.mask, prefix)  # [1, 1, N, prefix + N]
-    out = target.forward(tree.tokens[None], positions, mask, state.target_cache)
+    draft_cache, tree = draft_step_tree(draft, state, config)
+    out = target.forward(tree.tokens[None], *tree_inputs(tree, prefix), state.target_cache)
     # 3. Accepted path ([D + 1], -1 past its depth) and bonus: the new tokens are the path's
     #    tokens after the root, then the bonus at index ``depth``.
     path, depth, bonus = verify(tree, out.logits[0], config, generator)
