@@ -307,3 +307,22 @@ def test_the_draft_head_dtype_follows_the_cpu() -> None:
     assert resolve_head_dtype("auto", cpu, torch.float32) == (torch.bfloat16 if native_bf16(cpu) else torch.float32)
     assert resolve_head_dtype("auto", cuda, torch.float16) == torch.float16
     assert resolve_head_dtype("float32", cpu, torch.bfloat16) == torch.float32
+
+
+def test_the_bench_reads_the_draft_weights_once(qwen3_target_dir: Path, random_draft_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    from eagle3cli.bench.runner import load_models
+    from eagle3cli.draft import checkpoint
+
+    reads: list[Path] = []
+    real_read = checkpoint.read_safetensors
+    monkeypatch.setattr(checkpoint, "read_safetensors", lambda path: reads.append(Path(path)) or real_read(path))
+    config = BenchConfig(base_model_path=str(qwen3_target_dir), eagle_model_path=str(random_draft_dir), model_id="tiny",
+                         chat_template="qwen3", device="cpu", dtype="float32", draft_head_dtype="float32")
+    draft = load_models(config).draft
+    assert reads == [random_draft_dir / "model.safetensors"]
+    saved = load_file(random_draft_dir / "model.safetensors")
+    loaded = draft.state_dict()
+    for key in ("fc.weight", "lm_head.weight", "d2t", "t2d"):
+        assert torch.equal(loaded[key].contiguous(), saved[key]), key

@@ -72,24 +72,25 @@ def load_models(config: BenchConfig) -> BenchModels:
     The chat template and the draft are checked before the target's weights are loaded. On a
     CPU, float32 weight matrices are stored column-major (``decoding.layout``), for baseline and
     eagle alike."""
-    from eagle3cli.draft.checkpoint import check_fits_target, load_checkpoint
+    from eagle3cli.draft.checkpoint import build_draft, check_fits_target
     from eagle3cli.target.hub import resolve_model_dir
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     target = bench_target(config)
-    draft_dir = None
+    checkpoint = None
     if config.mode != "baseline":
         assert config.eagle_model_path is not None  # the config requires it outside baseline mode
-        draft_dir = resolve_model_dir(config.eagle_model_path)
-        check_fits_target(draft_dir, target.directory, target.config)
+        checkpoint = check_fits_target(resolve_model_dir(config.eagle_model_path), target.directory, target.config)
     model = load_target(target.directory, dtype=dtype, device=device,
                         num_gpus=config.num_gpus_per_model, max_gpu_memory=config.max_gpu_memory)
     aux_layer_ids: tuple[int, ...] = (0,)
     draft = None
-    if draft_dir is not None:
+    if checkpoint is not None:
+        assert checkpoint.config is not None  # a checkpoint without problems has one
         embedding = model.get_input_embeddings()
-        draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach().float().cpu(), target_config=target.config)
+        draft = build_draft(checkpoint.config, checkpoint.tensors, checkpoint.directory,
+                            embed_tokens=embedding.weight.detach().float().cpu())
         draft.embed_tokens = embedding  # share the target's embedding instead of a copy
         draft = draft.to(device=device, dtype=dtype).eval()
         draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))

@@ -181,8 +181,14 @@ def load_checkpoint(directory: Path, *, embed_tokens: torch.Tensor | None = None
     """
     directory = Path(directory)
     config, tensors, _ = read_checkpoint(directory, target_config=target_config)
+    return build_draft(config, tensors, directory, embed_tokens=embed_tokens)
+
+
+def build_draft(config: DraftConfig, tensors: Mapping[str, torch.Tensor], directory: Path, *,
+                embed_tokens: torch.Tensor | None = None) -> Eagle3DraftModel:
+    """The draft model of checked ``tensors`` (read from ``directory``), as :func:`load_checkpoint`."""
     model = Eagle3DraftModel(config)
-    # Loads d2t/t2d too (persistent buffers); the key set was checked above, embed may be absent.
+    # Loads d2t/t2d too (persistent buffers); the key set was checked, embed may be absent.
     model.load_state_dict(tensors, strict=False)
     if EMBED_KEY not in tensors:
         install_embedding(model, embed_tokens, directory)
@@ -212,6 +218,7 @@ class CheckpointReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # values a foreign layout left out, filled in
     warnings: list[str] = field(default_factory=list)  # what an engine would get wrong serving it as is
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # under the project's keys
 
     @property
     def has_embed(self) -> bool:
@@ -257,6 +264,7 @@ def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | No
             return report
         report.config, report.problems = parse_draft_config(read.config)
         report.notes, report.warnings, tensors = read.notes, read.warnings, read.tensors
+    report.tensors = tensors
     report.shapes = {key: tuple(tensor.shape) for key, tensor in tensors.items()}
     report.dtypes = {key: dtype_name(tensor.dtype) for key, tensor in tensors.items()}
     report.problems += tensor_problems(tensors, report.config)
@@ -266,13 +274,14 @@ def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | No
     return report
 
 
-def check_fits_target(directory: Path, target_dir: Path, target_config: Mapping[str, Any]) -> None:
-    """Raise unless the checkpoint at ``directory`` passes :func:`inspect_checkpoint` against
-    the target (whose folder ``target_dir`` is named in the error)."""
-    problems = inspect_checkpoint(directory, target_config=target_config).problems
-    if problems:
-        raise Eagle3Error(f"draft {directory} does not fit target {target_dir}: " + "; ".join(problems),
+def check_fits_target(directory: Path, target_dir: Path, target_config: Mapping[str, Any]) -> CheckpointReport:
+    """The checkpoint at ``directory`` (config and tensors, for :func:`build_draft`) if it
+    passes :func:`inspect_checkpoint` against the target; else raise, naming ``target_dir``."""
+    report = inspect_checkpoint(directory, target_config=target_config)
+    if report.problems:
+        raise Eagle3Error(f"draft {directory} does not fit target {target_dir}: " + "; ".join(report.problems),
                           hint=f"run eagle3 inspect {directory} --target-model {target_dir}")
+    return report
 
 
 def read_config_problems(path: Path) -> tuple[DraftConfig | None, list[str]]:
