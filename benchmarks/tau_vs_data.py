@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ def train_cell(args: argparse.Namespace, cell: Path, num_samples: int) -> None:
         "--num-epochs", str(args.epochs), "--eval-steps", str(steps_per_epoch), "--save-steps", str(steps_per_epoch), "--per-device-batch-size", str(args.batch_size),
         "--learning-rate", str(args.learning_rate), "--warmup-ratio", str(args.warmup_ratio), "--draft-vocab-size", str(args.draft_vocab), "--ttt-length", str(args.ttt_length),
         "--precision", args.precision, "--max-length", str(args.max_length), "--log-steps", str(min(25, steps_per_epoch)),
+        *shlex.split(args.train_args),
     )
 
 
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("--ttt-length", type=int, default=7)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--train-args", default="", help='more train offline flags for every cell (a recipe option, e.g. "--init-head-from-target")')
     parser.add_argument("--datasets", nargs="+", default=["mt_bench", "gsm8k"])
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--max-new", type=int, default=256)
