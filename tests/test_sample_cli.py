@@ -29,7 +29,7 @@ def test_flags_override_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     ])
     assert result.exit_code == 0, result.output
     (config,) = received
-    assert (config.data, config.output_dir, config.max_tokens, config.concurrency) == ("from-file.jsonl", "out", 64, 8)
+    assert (config.data, config.output_dir, config.max_tokens, config.concurrency) == ("from-file.jsonl", Path("out"), 64, 8)
     assert config.temperature_mix == {0.0: 4.0, 0.7: 1.0} and config.temperature is None
     assert config.server_urls == ["http://a:1", "http://b:2"]
     assert (config.enable_thinking, config.drop_truncated, config.format, config.shard_size) == (True, True, "sharegpt", 10)

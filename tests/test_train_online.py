@@ -80,8 +80,8 @@ def test_cli_builds_the_config_the_library_receives(monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 1 and "stop here" in result.output
     config = received["config"]
     assert (config.learning_rate, config.ttt_length, config.resume, config.fsdp) == (0.002, 6, False, True)
-    assert (config.report_to, config.per_device_batch_size, config.init_draft) == ("tensorboard", 3, "prev")
-    assert config.output_dir == str(tmp_path / "out") and config.loss_decay == 0.8
+    assert (config.report_to, config.per_device_batch_size, config.init_draft) == ("tensorboard", 3, Path("prev"))
+    assert config.output_dir == tmp_path / "out" and config.loss_decay == 0.8
 
 
 def test_cli_rejects_bad_hyperparameters() -> None:

@@ -117,3 +117,24 @@ def test_a_run_from_before_a_setting_existed_resumes_with_its_default(
     record.write_text(json.dumps(old))
     with pytest.raises(Eagle3Error, match="fc_norm: false -> true"):
         train_online(config.model_copy(update={"fc_norm": True}))
+
+
+def test_a_path_written_another_way_is_the_same_setting_on_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older versions kept path settings as typed ("runs/x/", "./runs/x"); they are the same path."""
+    import json
+
+    from eagle3cli.errors import Eagle3Error
+    from eagle3cli.training import checkpoints
+    from eagle3cli.training.trainer import check_resumed_settings
+
+    monkeypatch.setattr(checkpoints, "complete_checkpoints", lambda output_dir: [output_dir / "checkpoints" / "step-00000002"])
+
+    config = online_config(tmp_path / "target", tmp_path / "data.jsonl", tmp_path / "run", draft_config="drafts/small.json")
+    (tmp_path / "run").mkdir()
+    record = config.model_dump(mode="json")
+    for spelling in ("./drafts/small.json", "drafts//small.json"):
+        (tmp_path / "run" / "config.json").write_text(json.dumps({**record, "draft_config": spelling}))
+        check_resumed_settings(config, tmp_path / "run")
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**record, "draft_config": "drafts/big.json"}))
+    with pytest.raises(Eagle3Error, match='draft_config: "drafts/big.json" -> "drafts/small.json"'):
+        check_resumed_settings(config, tmp_path / "run")

@@ -59,7 +59,7 @@ class ConvertConfig(StageConfig):
 
     draft_dir: str = Field(description="Source draft folder or hub id (eagle3, EAGLE, SpecForge, AngelSlim, speculators or ModelOpt layout).")
     to: DraftLayout = Field(description="Layout to write: eagle3 (vLLM + SGLang), speculators (vllm serve DRAFT), modelopt.")
-    output_dir: str = Field(description="Where to write the converted draft.")
+    output_dir: Path = Field(description="Where to write the converted draft.")
     target_model: str | None = Field(None, description="Target folder or hub id: fills what the source lacks (capture layers, vocabulary size) and is the speculators verifier.")
     num_speculative_tokens: int = Field(3, gt=0, description="speculators only: the draft length vllm serve DRAFT uses.")
     overwrite: bool = Field(False, description="Replace an existing output directory.")
@@ -71,8 +71,8 @@ GgufDtype = Literal["float32", "bfloat16", "float16"]
 class ConvertGgufConfig(StageConfig):
     """``eagle3 convert-gguf``: a GGUF file → an HF model directory."""
 
-    gguf_file: str = Field(description="The .gguf file.")
-    output_dir: str = Field(description="Where to write the HF model directory.")
+    gguf_file: Path = Field(description="The .gguf file.")
+    output_dir: Path = Field(description="Where to write the HF model directory.")
     dtype: GgufDtype = Field("float32", description="dtype of the de-quantised weights.")
     overwrite: bool = Field(False, description="Replace an existing output directory.")
 
@@ -115,7 +115,7 @@ class SampleConfig(StageConfig, RecordSettings):
     """``eagle3 sample``: regenerate the assistant turns of a chat dataset with the target model."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
-    output_dir: str = Field(description="Output folder: shards/ (the regenerated records), failed.jsonl, summary.json, config.json.")
+    output_dir: Path = Field(description="Output folder: shards/ (the regenerated records), failed.jsonl, summary.json, config.json.")
     shard_size: int = Field(50000, gt=0, description="Input records per shard; shards are named by their input index range.")
     num_answers: int = Field(1, gt=0, description="Answers per input record (the OpenAI n), each its own record with id ID#k and its own temperature draw and seed; needs sampling (a temperature above 0 or a mix).")
     backend: Literal["vllm", "hf"] = Field("vllm", description="vllm: OpenAI-compatible servers (eagle3 serve); hf: the target runs in this process with transformers, continuously batched (no server).")
@@ -182,7 +182,7 @@ class ServeConfig(StageConfig):
     dtype: VllmDtype = Field("auto", description="Weight and activation dtype (float32 on CPU: bf16 gives garbage there).")
     max_model_len: int | None = Field(None, gt=0, description="Context length; default: the model's own.")
     host: str = Field("127.0.0.1", description="Address the servers bind to (0.0.0.0 exposes them to the network).")
-    log_dir: str = Field("vllm-logs", description="Folder of the server logs, one file per server (stdout and stderr).")
+    log_dir: Path = Field("vllm-logs", description="Folder of the server logs, one file per server (stdout and stderr).")
     vllm_python: str | None = Field(None, description="Python interpreter that has vLLM installed; default: $EAGLE3_VLLM_PYTHON, else this Python.")
     speculative_config: Annotated[dict[str, Any] | None, BeforeValidator(_parse_json_object)] = Field(None, description='JSON passed to vLLM as --speculative-config, e.g. {"method": "eagle3", "model": DRAFT, "num_speculative_tokens": 3}.')
     ready_timeout: float = Field(1800.0, gt=0, description="Seconds to wait for every server to answer /v1/models.")
@@ -205,11 +205,11 @@ class DumpHiddenConfig(StageConfig, ChatSettings, RecordSettings):
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
     target_model: str = Field(description="Target model directory or hub id.")
-    output_dir: str = Field(description="Output folder: shards/, manifest.json, vocab_map.safetensors, draft_config.json, config.json.")
+    output_dir: Path = Field(description="Output folder: shards/, manifest.json, vocab_map.safetensors, draft_config.json, config.json.")
     backend: Annotated[Literal["hf", "vllm"], BeforeValidator(_check_dump_backend)] = Field("hf", description="hf: the target in this process (transformers); vllm: vLLM's extract_hidden_states (one prefill per sample; Llama/Qwen/Mistral/HunYuan targets).")
     vllm_python: str | None = Field(None, description="vllm backend: Python with vLLM installed; default $EAGLE3_VLLM_PYTHON, else this Python.")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm backend: tensor-parallel size of each process's engine (several processes: data parallel).")
-    draft_config: str | None = Field(None, description="Draft config file naming the capture layers; default: derived from the target ([2, N//2, N-3]).")
+    draft_config: Path | None = Field(None, description="Draft config file naming the capture layers; default: derived from the target ([2, N//2, N-3]).")
     draft_vocab_size: int | None = Field(None, gt=0, description="Draft vocabulary size of the vocab map; default: the draft config's (32000 capped at the target vocabulary).")
     dtype: DumpDtype = Field("bfloat16", description="Dtype of the stored hidden states and of the target forward; float8_e4m3fn stores them with a float32 scale per token and capture layer (4H + 21 bytes per token against bf16's 8H + 5; the target runs in bfloat16). On a CPU without native bf16 a half-precision dump runs the target in float32 (2.8x faster there) and rounds the states.")
     batch_tokens: int | None = Field(None, gt=0, description="Token budget of one forward batch, padding included (a longer sample runs alone); default: 16384 on a GPU, 2048 on a CPU (2.4x the tokens/s of 16384 there).")
@@ -255,7 +255,7 @@ class TrainHyperParameters(StageConfig):
     hidden_noise_scale: HiddenNoiseScale = Field("absolute", description="absolute: --hidden-noise-std as is; layer-rms: a fraction of each capture layer's RMS over the batch (capture layers can differ ~25x in scale).")
     fsdp: bool = Field(False, description="Shard the draft, its gradients and optimizer state across the processes (FSDP2) instead of DDP replicas.")
     resume: bool = Field(True, description="Continue from the latest checkpoint in output_dir when there is one.")
-    init_draft: str | None = Field(None, description="Draft checkpoint to fine-tune from (its vocabulary map is reused).")
+    init_draft: Path | None = Field(None, description="Draft checkpoint to fine-tune from (its vocabulary map is reused).")
     fc_norm: bool = Field(False, description="RMS-normalise each captured target state before fc (vLLM's fc_norm; written to config.json).")
     init_head_from_target: bool = Field(False, description="Start the draft's lm_head from the target's rows of the draft tokens and its norm from the target's final norm (needs equal hidden sizes).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (default: num_epochs over the data).")
@@ -273,8 +273,8 @@ class OnlineTrainConfig(TrainHyperParameters, ChatSettings, RecordSettings):
     target_model: str = Field(description="Target model directory or hub id.")
     train_data: str = Field(description="Training conversations: .jsonl/.json/.parquet file, folder, glob or hub dataset.")
     eval_data: str | None = Field(None, description="Evaluation conversations (same forms); eval sim_accept_len picks best/.")
-    output_dir: str = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
-    draft_config: str | None = Field(None, description="Draft config file; default: derived from the target.")
+    output_dir: Path = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
+    draft_config: Path | None = Field(None, description="Draft config file; default: derived from the target.")
     num_samples: int | None = Field(None, gt=0, description="Use only the first N valid training records.")
     trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")
 
@@ -283,11 +283,11 @@ class OfflineTrainConfig(TrainHyperParameters):
     """``eagle3 train offline``: hidden states from ``dump-hidden`` shards, targets from the target's lm_head."""
 
     target_model: str = Field(description="Target model directory or hub id (only config, lm_head and embedding are read).")
-    train_hidden: str = Field(description="Hidden-state dump folder (eagle3 dump-hidden --output-dir) to train on.")
-    eval_hidden: str | None = Field(None, description="Hidden-state dump folder to evaluate on; eval sim_accept_len picks best/.")
-    output_dir: str = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
+    train_hidden: Path = Field(description="Hidden-state dump folder (eagle3 dump-hidden --output-dir) to train on.")
+    eval_hidden: Path | None = Field(None, description="Hidden-state dump folder to evaluate on; eval sim_accept_len picks best/.")
+    output_dir: Path = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
     train_data: str | None = Field(None, description="The conversations the dump was made from; checked against its manifest when given.")
-    draft_config: str | None = Field(None, description="Draft config file; default: the dump's draft_config.json (its capture layers must match the dump).")
+    draft_config: Path | None = Field(None, description="Draft config file; default: the dump's draft_config.json (its capture layers must match the dump).")
     chat_template: ChatTemplateName | None = Field(None, description="Checked against the dump's chat template when given.")
     max_length: int | None = Field(None, gt=0, description="Crop samples to this many tokens (default: as dumped).")
     num_samples: int | None = Field(None, gt=0, description="Train on only the first N samples of the training dump (the eval dump is used whole; the vocabulary map is still the whole dump's).")
@@ -313,7 +313,7 @@ def _bench_output_dir(data: Any) -> Any:
     """AngelSlim's default output folder: ``output/<bench name>`` (here under the current folder)."""
     if isinstance(data, dict) and data.get("output_dir") is None:
         name = str(data.get("bench_name") or "mt_bench")
-        data = {**data, "output_dir": str(Path("output") / re.sub(r"[^\w.-]+", "_", name.removeprefix("hub:")))}
+        data = {**data, "output_dir": Path("output") / re.sub(r"[^\w.-]+", "_", name.removeprefix("hub:"))}
     return data
 
 
@@ -324,10 +324,10 @@ class BenchConfig(StageConfig):
     eagle_model_path: str | None = Field(None, description="Draft checkpoint directory or hub id (needed for eagle/both).")
     model_id: str = Field(description="Name used in the answer file names and records.")
     bench_name: str = Field("mt_bench", description="mt_bench, alpaca, gsm8k or humaneval (EAGLE's question files, bundled), or hub:ORG/NAME[:split] for a hub dataset; with --bench-data only a label.")
-    bench_data: str | None = Field(None, description="A question.jsonl of your own (question_id, category, turns); replaces the bundled file of bench_name.")
+    bench_data: Path | None = Field(None, description="A question.jsonl of your own (question_id, category, turns); replaces the bundled file of bench_name.")
     mode: BenchMode = Field("both", description="eagle, baseline, or both on the same questions.")
     # Filled in before validation when absent, so a resolved config always names its folder.
-    output_dir: str = Field(None, description="Where answers, summary.json and the plot are written; default output/<bench name> (AngelSlim's layout).")  # type: ignore[assignment]
+    output_dir: Path = Field(None, description="Where answers, summary.json and the plot are written; default output/<bench name> (AngelSlim's layout).")  # type: ignore[assignment]
     temperature: float = Field(1.0, ge=0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold (T > 0 only).")
     max_new_token: int = Field(1024, gt=0, description="Most tokens generated per turn.")

@@ -137,7 +137,7 @@ def load_hub_questions(spec: str) -> list[Question]:
 def load_questions(bench_name: str, bench_data: Path | None) -> list[Question]:
     """Questions from ``bench_data`` if given, else the bundled file or hub dataset ``bench_name`` names."""
     if bench_data is not None:
-        return read_question_file(Path(bench_data))
+        return read_question_file(bench_data)
     if bench_name.startswith(HUB_PREFIX):
         return load_hub_questions(bench_name.removeprefix(HUB_PREFIX))
     if bench_name not in BUNDLED_BENCH_NAMES:

@@ -186,11 +186,11 @@ def hardware() -> dict[str, Any]:
 
 
 def answer_file(config: BenchConfig, mode: str) -> Path:
-    return Path(config.output_dir) / f"{config.model_id}-temperature-{config.temperature}-{mode}.jsonl"
+    return config.output_dir / f"{config.model_id}-temperature-{config.temperature}-{mode}.jsonl"
 
 
 def write_outputs(config: BenchConfig, modes: dict[str, list[QuestionResult]], summary: dict[str, Any]) -> None:
-    output_dir = Path(config.output_dir)
+    output_dir = config.output_dir
     for mode, results in modes.items():
         lines = [json.dumps(result.answer_record(config.model_id), ensure_ascii=False) for result in results]
         atomic_write_text(answer_file(config, mode), "\n".join(lines) + "\n")
@@ -305,7 +305,7 @@ def run_vllm_modes(
         draft_dir = resolve_model_dir(config.eagle_model_path) if mode == "eagle" else None
         run = run_vllm_questions(
             questions, target=target, draft_dir=draft_dir,
-            log_path=Path(config.output_dir) / f"vllm-{mode}.log", num_speculative_tokens=config.num_speculative_tokens,
+            log_path=config.output_dir / f"vllm-{mode}.log", num_speculative_tokens=config.num_speculative_tokens,
             draft_tensor_parallel_size=config.speculative_draft_tensor_parallel_size,
             temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_token,
             chat_template=config.chat_template, enable_thinking=config.enable_thinking,
@@ -335,7 +335,7 @@ def run_bench(
         raise Eagle3Error("--total-token/--depth/--top-k auto calibrate on one model",
                           hint="run once with --num-gpus-total 1 to choose the tree (it is cached), then pass it explicitly")
     tree_note = None
-    with claimed_output_dir(Path(config.output_dir), "bench") as output_dir:
+    with claimed_output_dir(config.output_dir, "bench") as output_dir:
         write_resolved_config(config, output_dir)
         if on_start is not None:
             on_start(modes_of(config), len(questions))

@@ -61,7 +61,7 @@ def bench(
             progress.advance(tasks[mode])
 
         summary = run_bench(resolved, on_start=on_start, on_question=on_question)
-    print_summary(summary, modes_of(resolved), Path(resolved.output_dir))
+    print_summary(summary, modes_of(resolved), resolved.output_dir)
 
 
 def refuse_angelslim_only_flags(num_choices: int, batch_size: int, early_stop_method: str | None, generate_audio: bool) -> None:

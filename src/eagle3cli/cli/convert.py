@@ -29,7 +29,7 @@ def convert_gguf(
 
     resolved = resolve_config(ConvertGgufConfig, config, overrides | {"gguf_file": gguf_file}, fallbacks)
     stderr.print(f"converting {resolved.gguf_file} ({resolved.dtype}) …")
-    path = convert(Path(resolved.gguf_file), Path(resolved.output_dir), dtype=resolved.dtype, overwrite=resolved.overwrite)
+    path = convert(resolved.gguf_file, resolved.output_dir, dtype=resolved.dtype, overwrite=resolved.overwrite)
     typer.echo(str(path))
 
 
@@ -56,7 +56,7 @@ def convert(
     source = resolve_model_dir(resolved.draft_dir)
     target_config = read_target_config(resolved.target_model) if resolved.target_model is not None else None
     done = convert_draft(
-        source, resolved.to, Path(resolved.output_dir), target_config=target_config,
+        source, resolved.to, resolved.output_dir, target_config=target_config,
         target_name=verifier_name(resolved.target_model), speculative_tokens=resolved.num_speculative_tokens,
         overwrite=resolved.overwrite,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -70,5 +69,5 @@ def print_summary(summary: SampleSummary, config: SampleConfig) -> None:
     stdout.print(table)
     failed = summary.num_failed + summary.num_failed_carried
     if failed:
-        stderr.print(f"[yellow]{failed} record(s) failed: see {Path(config.output_dir) / 'failed.jsonl'}; "
+        stderr.print(f"[yellow]{failed} record(s) failed: see {config.output_dir / 'failed.jsonl'}; "
                      "rerun the same command to retry them[/yellow]")

@@ -115,7 +115,7 @@ def dump_hidden(
     """
     with processes_from_env() as processes, ExitStack() as stack:
         directory = collectively(processes, lambda: stack.enter_context(
-            claimed_output_dir(Path(config.output_dir), "dump-hidden", is_main=processes.is_main)
+            claimed_output_dir(config.output_dir, "dump-hidden", is_main=processes.is_main)
         ))
         target = collectively(processes, lambda: prepare_target(config))
         header = manifest_header(config, target)

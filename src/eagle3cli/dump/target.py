@@ -4,7 +4,6 @@ config naming the capture layers) and the manifest header that describes a run."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eagle3cli import __version__
@@ -33,7 +32,7 @@ def prepare_target(config: DumpHiddenConfig) -> DumpTarget:
     )
     draft = resolve_draft_config(
         spec.config,
-        draft_config_path=None if config.draft_config is None else Path(config.draft_config),
+        draft_config_path=config.draft_config,
         draft_vocab_size=config.draft_vocab_size,
     )
     return DumpTarget(spec, draft)

@@ -210,7 +210,7 @@ def serve(
 
     Raises :class:`Eagle3Error` if a server fails to start or dies; all are stopped either way.
     """
-    log_dir = prepare_output_dir(Path(config.log_dir), "--log-dir")
+    log_dir = prepare_output_dir(config.log_dir, "--log-dir")
     python = resolve_vllm_python(config.vllm_python)
     with sigterm_raises():
         try:

@@ -84,7 +84,7 @@ def sample(config: SampleConfig, *, on_progress: ProgressCallback | None = None)
     Returns the summary (also written as ``summary.json``). A run that stopped because no
     server answered has ``stopped_reason`` set; rerunning the same command continues it.
     """
-    with claimed_output_dir(Path(config.output_dir), "sample") as output_dir:
+    with claimed_output_dir(config.output_dir, "sample") as output_dir:
         check_same_input(output_dir, config)
         reader = read_conversations(config.data, config, require_assistant=False, num_samples=config.num_samples)
         write_resolved_config(config, output_dir)
@@ -185,7 +185,7 @@ class SampleRun:
     """One pass over the input: dispatch records, journal results, finish shards in order."""
 
     def __init__(self, config: SampleConfig, client: ChatClient | LocalChatClient, summary: SampleSummary, on_progress: ProgressCallback) -> None:
-        output_dir = Path(config.output_dir)
+        output_dir = config.output_dir
         self.config = config
         self.client = client
         self.summary = summary

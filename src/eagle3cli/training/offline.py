@@ -175,7 +175,7 @@ def offline_draft_config(config: OfflineTrainConfig, dump: HiddenStateDump, targ
     from eagle3cli.training.draft_setup import init_draft_config
 
     if config.init_draft is not None and config.draft_config is None:
-        draft_config = init_draft_config(Path(config.init_draft), target_config, config.draft_vocab_size)
+        draft_config = init_draft_config(config.init_draft, target_config, config.draft_vocab_size)
     elif config.draft_config is None:
         draft_config = dump.draft_config()
         if config.draft_vocab_size is not None:
@@ -183,7 +183,7 @@ def offline_draft_config(config: OfflineTrainConfig, dump: HiddenStateDump, targ
         check_draft_against_target(draft_config, target_config)
     else:
         draft_config = resolve_draft_config(
-            target_config, draft_config_path=Path(config.draft_config), draft_vocab_size=config.draft_vocab_size
+            target_config, draft_config_path=config.draft_config, draft_vocab_size=config.draft_vocab_size
         )
     if tuple(draft_config.aux_layer_ids) != dump.aux_layer_ids:
         raise Eagle3Error(
@@ -312,6 +312,6 @@ def train_offline(config: OfflineTrainConfig, *, on_step: Any = None) -> TrainSu
     """Train a draft on hidden-state dumps; outputs go to ``config.output_dir``."""
     return train(
         # a mismatched or corrupt dump fails before any heavy work (process 0 hashes the shards)
-        config, Path(config.output_dir), lambda is_main: open_checked_dumps(config, verify=is_main),
+        config, config.output_dir, lambda is_main: open_checked_dumps(config, verify=is_main),
         lambda context, checked: prepare_offline(config, context, checked), on_step=on_step,
     )

@@ -9,7 +9,6 @@ loss-masked tokens.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -101,11 +100,11 @@ def resolve_online(config: OnlineTrainConfig) -> tuple[TargetSpec, DraftConfig]:
 
     spec = resolve_target(config.target_model, trust_remote_code=config.trust_remote_code)
     if config.init_draft is not None and config.draft_config is None:
-        draft_config = init_draft_config(Path(config.init_draft), spec.config, config.draft_vocab_size)
+        draft_config = init_draft_config(config.init_draft, spec.config, config.draft_vocab_size)
     else:
         draft_config = resolve_draft_config(
             spec.config,
-            draft_config_path=None if config.draft_config is None else Path(config.draft_config),
+            draft_config_path=config.draft_config,
             draft_vocab_size=config.draft_vocab_size,
         )
     validate_template(spec.tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
@@ -149,6 +148,6 @@ def prepare_online(
 def train_online(config: OnlineTrainConfig, *, on_step: Any = None) -> TrainSummary:
     """Train a draft with the target in the loop; outputs go to ``config.output_dir``."""
     return train(
-        config, Path(config.output_dir), lambda _: resolve_online(config),  # a bad target or draft config fails first
+        config, config.output_dir, lambda _: resolve_online(config),  # a bad target or draft config fails first
         lambda context, resolved: prepare_online(config, context, resolved), on_step=on_step,
     )

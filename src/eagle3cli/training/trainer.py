@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from eagle3cli.config import TrainHyperParameters
@@ -186,9 +187,9 @@ def train(
     needs on the run's device."""
     is_main = int(os.environ.get("RANK", "0")) == 0  # known before accelerate starts
     try:
-        with claimed_output_dir(Path(output_dir), "train", is_main=is_main):
+        with claimed_output_dir(output_dir, "train", is_main=is_main):
             resolved = resolve_inputs(is_main)
-            run = start_run(config, Path(output_dir), lambda context: prepare_inputs(context, resolved))
+            run = start_run(config, output_dir, lambda context: prepare_inputs(context, resolved))
             train_metrics, eval_metrics = training_loop(run, on_step)
             run.accelerator.end_training()
     finally:
@@ -219,7 +220,7 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.init_head_from_target:
         check_head_init(inputs.draft_config, inputs.final_norm)
     # read and checked once, on every process before any waits for another
-    init = None if config.init_draft is None else load_init_draft(Path(config.init_draft), inputs.draft_config, inputs.target_config)
+    init = None if config.init_draft is None else load_init_draft(config.init_draft, inputs.draft_config, inputs.target_config)
     run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
     if isinstance(inputs.train, GrowingSource):  # the schedule's size: process 0's estimate, kept for a resume
         from accelerate.utils import broadcast_object_list
@@ -294,6 +295,16 @@ def refuse_changes(changed: list[str], output_dir: Path) -> None:
         )
 
 
+def written_as_now(annotation: Any, value: Any) -> Any:
+    """A value from an older ``config.json`` as this version writes it (a path field's
+    ``runs/x/`` as ``runs/x``); as read where this version would refuse it."""
+    adapter = TypeAdapter(annotation)
+    try:
+        return adapter.dump_python(adapter.validate_python(value), mode="json")
+    except ValidationError:
+        return value
+
+
 def check_resumed_settings(config: TrainHyperParameters, output_dir: Path) -> None:
     """A resume must continue the same run: refuse when a setting outside
     :data:`CHANGEABLE_ON_RESUME` differs from the run's ``config.json`` (kept unchanged)."""
@@ -301,9 +312,10 @@ def check_resumed_settings(config: TrainHyperParameters, output_dir: Path) -> No
     if previous is None:
         return
     current = config.model_dump(mode="json")
+    fields = type(config).model_fields
     # a setting added after the run started is read as its default (what that run trained with)
-    defaults = {key: field.default for key, field in type(config).model_fields.items() if not field.is_required()}
-    before = {key: previous.get(key, defaults.get(key)) for key in current}
+    defaults = {key: field.default for key, field in fields.items() if not field.is_required()}
+    before = {key: written_as_now(fields[key].annotation, previous.get(key, defaults.get(key))) for key in current}
     as_trained = lambda key, value: trained_precision(value) if key == "precision" else value  # noqa: E731 ("auto": bf16 or fp32 here)
     refuse_changes([
         f"{key}: {json.dumps(before[key])} -> {json.dumps(value)}"
