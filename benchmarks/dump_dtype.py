@@ -50,7 +50,7 @@ def argmax_agreement(args: argparse.Namespace) -> tuple[int, int]:
 def dump_rate(args: argparse.Namespace, dtype: str, output_dir: Path) -> tuple[float, float]:
     """Tokens/s of the dump loop (forward, capture, writes: the steady state of a long dump)
     and of the whole call (setup, vocabulary counting and model load included)."""
-    config = DumpHiddenConfig(data=str(args.data), target_model=str(args.target_model), output_dir=str(output_dir),
+    config = DumpHiddenConfig(data=str(args.data), target_model=str(args.target_model), output_dir=output_dir,
                               dtype=dtype, device="cpu", chat_template="auto", max_length=args.max_length,
                               num_samples=args.num_records, overwrite=True)
     started = time.perf_counter()

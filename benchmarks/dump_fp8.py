@@ -37,7 +37,7 @@ def dump(args: argparse.Namespace, split: str, dtype: str, output: Path) -> floa
     from eagle3cli.dump.runner import dump_hidden
 
     config = DumpHiddenConfig(data=str(args.run / "split" / f"{split}.jsonl"), target_model=str(args.run / "target"),
-                              output_dir=str(output), dtype=dtype, device="cpu", chat_template="auto",
+                              output_dir=output, dtype=dtype, device="cpu", chat_template="auto",
                               max_length=args.max_length, draft_vocab_size=args.draft_vocab, overwrite=True)
     return dump_hidden(config).tokens_per_s
 

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     target_dir = build_target(work / "target", args)
     data = write_data(work / "chats.jsonl", args.num_records, args.words_per_answer)
     config = DumpHiddenConfig(
-        data=str(data), target_model=str(target_dir), output_dir=str(work / "dump"), chat_template="qwen3",
+        data=str(data), target_model=str(target_dir), output_dir=work / "dump", chat_template="qwen3",
         dtype=args.dtype, device=args.device, max_length=args.max_length, batch_tokens=args.batch_tokens,
         shard_size=args.shard_size, overwrite=True,
     )

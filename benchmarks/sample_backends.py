@@ -25,7 +25,7 @@ from eagle3cli.serving.sampler import sample
 
 
 def run_sample(args: argparse.Namespace, output_dir: Path, **backend: object) -> float:
-    config = SampleConfig(data=str(args.data), output_dir=str(output_dir), num_samples=args.num_records,
+    config = SampleConfig(data=str(args.data), output_dir=output_dir, num_samples=args.num_records,
                           max_tokens=args.max_tokens, temperature=0.0, **backend)
     summary = sample(config)
     return summary.tokens_per_s

@@ -58,7 +58,7 @@ def eagle3_sample(url: str, questions: list[str], max_tokens: int, concurrency: 
     data = workdir / "prompts.jsonl"
     data.write_text("".join(json.dumps({"id": str(i), "conversations": [{"from": "human", "value": q}]}) + "\n"
                             for i, q in enumerate(questions)))
-    config = SampleConfig(data=str(data), output_dir=str(workdir / f"run-{run}"), server_urls=[url],
+    config = SampleConfig(data=str(data), output_dir=workdir / f"run-{run}", server_urls=[url],
                           max_tokens=max_tokens, concurrency=concurrency, temperature=0.0)
     return sample(config).tokens_per_s
 
