@@ -13,17 +13,8 @@ epoch is dropped in training; evaluation covers every sample.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
-
-
-@dataclass(frozen=True)
-class DataPosition:
-    """Where training stands: the epoch and the micro-batches of it already consumed."""
-
-    epoch: int = 0
-    micro_batch: int = 0
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> list[int]:
