@@ -76,7 +76,7 @@ def test_a_dump_killed_mid_run_and_rerun_equals_a_one_shot_dump(qwen3_target_dir
 
     rerun = dump_hidden(config)
     assert rerun.num_shards_resumed >= 2 and rerun.num_shards_written == rerun.num_shards - rerun.num_shards_resumed
-    dump_hidden(config.model_copy(update={"output_dir": str(tmp_path / "one_shot")}))
+    dump_hidden(config.model_copy(update={"output_dir": tmp_path / "one_shot"}))
     resumed = open_dump(tmp_path / "killed", verify_checksums=True)
     assert sorted(sample.sample_id for sample in resumed) == sorted(f"rec-{i}" for i in range(NUM_RECORDS))
     assert_same_dump(resumed, open_dump(tmp_path / "one_shot"))
@@ -93,7 +93,7 @@ def test_two_torchrun_processes_equal_one_process(qwen3_target_dir: Path, chats:
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("dump-hidden →") == 1  # only process 0 prints the summary
-    dump_hidden(config.model_copy(update={"output_dir": str(tmp_path / "one")}))
+    dump_hidden(config.model_copy(update={"output_dir": tmp_path / "one"}))
     two = open_dump(tmp_path / "two", verify_checksums=True)
     assert two.num_shards == 6
     assert_same_dump(two, open_dump(tmp_path / "one"), atol=1e-6)

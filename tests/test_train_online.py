@@ -118,7 +118,7 @@ def test_fine_tune_from_a_draft_reuses_its_vocabulary_map(cycle_run, tmp_path: P
     assert source.config == tuned.config
     assert (source.d2t == tuned.d2t).all() and (source.t2d == tuned.t2d).all()
     assert (source.fc.weight - tuned.fc.weight).abs().max() < 1e-6
-    other = config.model_copy(update={"draft_vocab_size": 80, "output_dir": str(tmp_path / "other")})
+    other = config.model_copy(update={"draft_vocab_size": 80, "output_dir": tmp_path / "other"})
     with pytest.raises(Eagle3Error, match=r"does not fit this run's draft config \(.*draft vocab 64 vs 80") as error:
         train_online(other)
     assert "drop --draft-config, --draft-vocab-size and --fc-norm" in error.value.hint
