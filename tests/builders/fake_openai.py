@@ -79,11 +79,12 @@ class FakeOpenAIServer:
 
     def stop(self) -> None:
         """Stop listening and cut every open connection, as a killed server would."""
-        if self._server is None:
+        with self.lock:  # a reply thread and the test may both stop it
+            server, self._server = self._server, None
+        if server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
+        server.shutdown()
+        server.server_close()
         with self.lock:
             for connection in list(self._connections):
                 try:
