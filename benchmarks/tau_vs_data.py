@@ -90,7 +90,8 @@ def plot(rows: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
     accuracy.set(xscale="log", xlabel="trained tokens (loss-mask tokens per epoch)", ylabel="first-position accuracy")
     accuracy.legend()
     for dataset in datasets:
-        tau.plot(tokens, [row[f"tau_{dataset}"] for row in rows], "o-", label=f"{dataset} τ (T=0)")
+        benched = [(row["trained_tokens"], row[f"tau_{dataset}"]) for row in rows if f"tau_{dataset}" in row]
+        tau.plot(*zip(*benched), "o-", label=f"{dataset} τ (T=0)")
     tau.set(xscale="log", xlabel="trained tokens (loss-mask tokens per epoch)", ylabel="τ (tokens per target forward)")
     tau.legend()
     figure.suptitle("SmolLM2-135M-Instruct draft: quality against data")
@@ -117,6 +118,8 @@ def main() -> None:
     parser.add_argument("--max-new", type=int, default=256)
     parser.add_argument("--tree", default="16/3/4", help="total/depth/top-k of the bench tree")
     parser.add_argument("--png", type=Path, default=Path(__file__).resolve().parent / "tau_vs_data.png")
+    parser.add_argument("--with-rows", type=Path, nargs="*", default=[],
+                        help="tau_vs_data.json of other runs (e.g. a larger regeneration, same held-out dump) joined to the table and plot")
     args = parser.parse_args()
     out = args.out or args.run / "tau-vs-data"
     from eagle3cli.dump import open_dump
@@ -137,12 +140,15 @@ def main() -> None:
             row[f"tau_{dataset}"] = bench_tau(args, cell / f"bench-{dataset}", dataset, cell / "best")
         rows.append(row)
     (out / "tau_vs_data.json").write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    for other in args.with_rows:
+        rows += json.loads(other.read_text())["rows"]
+    rows.sort(key=lambda row: row["trained_tokens"])
     plot(rows, args.datasets, args.png)
     columns = "".join(f" {d} τ |" for d in args.datasets)
     print(f"| samples | tokens | trained tokens | held-out acc@0 | training-window acc@0 | held-out sim. τ |{columns}")
     print("|" + "---|" * (6 + len(args.datasets)))
     for row in rows:
-        cells = "".join(f" {row[f'tau_{d}']:.2f} |" for d in args.datasets)
+        cells = "".join(f" {row[f'tau_{d}']:.2f} |" if f"tau_{d}" in row else " – |" for d in args.datasets)
         print(f"| {row['samples']} ({row['fraction']:g}) | {row['tokens']:,} | {row['trained_tokens']:,} | "
               f"{row['heldout_acc0']:.3f} | {row['train_acc0']:.3f} | {row['heldout_sim_tau']:.2f} |{cells}")
     print(f"\nplot: {args.png}", file=sys.stderr)
