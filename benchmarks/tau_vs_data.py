@@ -82,6 +82,7 @@ def plot(rows: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tokens = [row["trained_tokens"] for row in rows]
     figure, (accuracy, tau) = plt.subplots(1, 2, figsize=(10, 4))
@@ -94,6 +95,8 @@ def plot(rows: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
         tau.plot(*zip(*benched), "o-", label=f"{dataset} τ (T=0)")
     tau.set(xscale="log", xlabel="trained tokens (loss-mask tokens per epoch)", ylabel="τ (tokens per target forward)")
     tau.legend()
+    for axis in (accuracy, tau):
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # the log axis' minor labels overlap
     figure.suptitle("SmolLM2-135M-Instruct draft: quality against data")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
