@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--ttt-length", type=int, default=7)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--max-length", type=int, default=1024)
-    parser.add_argument("--train-args", default="", help='more train offline flags for every cell (a recipe option, e.g. "--init-head-from-target")')
+    parser.add_argument("--train-args", default="", help='more train offline flags for every cell, as one value: --train-args="--init-head-from-target" (with "=": argparse reads a lone value that starts with "--" as a flag)')
     parser.add_argument("--datasets", nargs="+", default=["mt_bench", "gsm8k"])
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--max-new", type=int, default=256)
