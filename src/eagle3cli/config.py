@@ -35,6 +35,14 @@ class ChatSettings(BaseModel):
     system_prompt: str | None = Field(None, description="System prompt to add (replacing the record's own); none is injected otherwise.")
 
 
+class TargetRef(BaseModel):
+    """Which target a stage loads: a folder or hub id, and whether its repository's own code may
+    run. Included flat (like ChatSettings) by the stages that load a target from its name alone."""
+
+    target_model: str = Field(description="Target model directory or hub id.")
+    trust_remote_code: bool = Field(False, description="Allow the model's (or its tokenizer's) own code from its repository to run.")
+
+
 class RecordSettings(BaseModel):
     """How the records of a dataset are read: their format and what a malformed one does.
     Stage configs that read conversations include these fields (flat, like ChatSettings) and
@@ -77,14 +85,12 @@ class ConvertGgufConfig(StageConfig):
     overwrite: bool = Field(False, description="Replace an existing output directory.")
 
 
-class DataCheckConfig(StageConfig, ChatSettings, RecordSettings):
+class DataCheckConfig(StageConfig, TargetRef, ChatSettings, RecordSettings):
     """``eagle3 data check``: validate a chat dataset against a tokenizer and chat template."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
-    target_model: str = Field(description="Target model directory or hub id (its tokenizer and chat template are used).")
     num_samples: int | None = Field(None, gt=0, description="Check only the first N valid records.")
     show: int = Field(0, ge=0, description="Print N samples with the loss-masked tokens highlighted.")
-    trust_remote_code: bool = Field(False, description="Allow the tokenizer's own code from its repository to run.")
 
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
@@ -200,11 +206,10 @@ def _check_dump_backend(value: object) -> object:
     return value
 
 
-class DumpHiddenConfig(StageConfig, ChatSettings, RecordSettings):
+class DumpHiddenConfig(StageConfig, TargetRef, ChatSettings, RecordSettings):
     """``eagle3 dump-hidden``: the target's hidden states for offline training, as safetensors shards."""
 
     data: str = Field(description="Dataset: a .jsonl/.json/.parquet file, a directory of shards, a glob, or a hub dataset name (org/name[:split]).")
-    target_model: str = Field(description="Target model directory or hub id.")
     output_dir: Path = Field(description="Output folder: shards/, manifest.json, vocab_map.safetensors, draft_config.json, config.json.")
     backend: Annotated[Literal["hf", "vllm"], BeforeValidator(_check_dump_backend)] = Field("hf", description="hf: the target in this process (transformers); vllm: vLLM's extract_hidden_states (one prefill per sample; Llama/Qwen/Mistral/HunYuan targets).")
     vllm_python: str | None = Field(None, description="vllm backend: Python with vLLM installed; default $EAGLE3_VLLM_PYTHON, else this Python.")
@@ -216,7 +221,6 @@ class DumpHiddenConfig(StageConfig, ChatSettings, RecordSettings):
     shard_size: int = Field(128, gt=0, description="Samples per shard (by position in the data); shards are the unit of resume and of work per process.")
     num_samples: int | None = Field(None, gt=0, description="Dump only the first N valid records.")
     device: DeviceChoice = Field("auto", description="auto: cuda (this process's local GPU) when available, else cpu.")
-    trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")
     overwrite: bool = Field(False, description="Delete an existing dump in output_dir (also one made with other settings) and start over.")
     force: bool = Field(False, description="Start even when the estimated output size exceeds the free disk space.")
 
@@ -267,16 +271,14 @@ class TrainHyperParameters(StageConfig):
         return self
 
 
-class OnlineTrainConfig(TrainHyperParameters, ChatSettings, RecordSettings):
+class OnlineTrainConfig(TrainHyperParameters, TargetRef, ChatSettings, RecordSettings):
     """``eagle3 train online``: the target runs in the loop and gives hidden states and targets."""
 
-    target_model: str = Field(description="Target model directory or hub id.")
     train_data: str = Field(description="Training conversations: .jsonl/.json/.parquet file, folder, glob or hub dataset.")
     eval_data: str | None = Field(None, description="Evaluation conversations (same forms); eval sim_accept_len picks best/.")
     output_dir: Path = Field(description="Output folder: checkpoints/, best/, final/, vocab_map.safetensors, metrics.jsonl, config.json.")
     draft_config: Path | None = Field(None, description="Draft config file; default: derived from the target.")
     num_samples: int | None = Field(None, gt=0, description="Use only the first N valid training records.")
-    trust_remote_code: bool = Field(False, description="Allow the model's own code from its repository to run.")
 
 
 class OfflineTrainConfig(TrainHyperParameters):

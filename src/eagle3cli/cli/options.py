@@ -117,8 +117,9 @@ def config_options(
 
     The command keeps its own parameters and receives ``overrides`` (the fields given as flags)
     and ``fallbacks`` (the fields read from environment variables). ``panels`` groups fields
-    under help headings, in that order; fields in no panel go under "Options". A model's own
-    fields come before those it shares with other stages (``ChatSettings``, ``RecordSettings``).
+    under help headings, in that order; fields in no panel go under "Options", required ones
+    first. A model's own fields come before those it shares with other stages (``TargetRef``,
+    ``ChatSettings``, ...).
     """
     panel_of = {name: title for title, names in (panels or {}).items() for name in names}
     names = [name for name in model.model_fields if name not in exclude]
@@ -126,8 +127,9 @@ def config_options(
     if unknown:
         raise TypeError(f"{model.__name__} has no option field(s) {sorted(unknown)}")
     order = {name: index for index, name in enumerate(panel_of)}
-    own = model.__dict__.get("__annotations__", {})  # the stage's own fields before the shared settings
-    names.sort(key=lambda name: (order.get(name, len(order)), name not in own))
+    # required fields first; the stage's own before each shared settings class's, in the order of its bases
+    declared = {name: rank for rank, base in reversed(list(enumerate(model.__mro__))) for name in base.__dict__.get("__annotations__", {})}
+    names.sort(key=lambda name: (order.get(name, len(order)), not model.model_fields[name].is_required(), declared[name]))
     generated = [
         field_parameter(
             name, model.model_fields[name], flags=(flags or {}).get(name), panel=panel_of.get(name),
