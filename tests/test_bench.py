@@ -309,7 +309,7 @@ def test_the_draft_head_dtype_follows_the_cpu() -> None:
     assert resolve_head_dtype("float32", cpu, torch.bfloat16) == torch.float32
 
 
-def test_the_bench_reads_the_draft_weights_once(qwen3_target_dir: Path, random_draft_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_bench_reads_the_draft_weights_once_and_shares_the_target_embedding(qwen3_target_dir: Path, random_draft_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import load_file
 
     from eagle3cli.bench.runner import load_models
@@ -318,11 +318,18 @@ def test_the_bench_reads_the_draft_weights_once(qwen3_target_dir: Path, random_d
     reads: list[Path] = []
     real_read = checkpoint.read_safetensors
     monkeypatch.setattr(checkpoint, "read_safetensors", lambda path: reads.append(Path(path)) or real_read(path))
+    embeddings: list[tuple[int, ...]] = []
+    real_init = torch.nn.Embedding.__init__
+    monkeypatch.setattr(torch.nn.Embedding, "__init__", lambda self, *args, **kwargs: embeddings.append(args[:2]) or real_init(self, *args, **kwargs))
     config = BenchConfig(base_model_path=str(qwen3_target_dir), eagle_model_path=str(random_draft_dir), model_id="tiny",
                          chat_template="qwen3", device="cpu", dtype="float32", draft_head_dtype="float32")
-    draft = load_models(config).draft
+    models = load_models(config)
+    draft = models.draft
     assert reads == [random_draft_dir / "model.safetensors"]
     saved = load_file(random_draft_dir / "model.safetensors")
     loaded = draft.state_dict()
     for key in ("fc.weight", "lm_head.weight", "d2t", "t2d"):
         assert torch.equal(loaded[key].contiguous(), saved[key]), key
+    # the target's embedding is shared, and the draft allocates none (vocabulary x hidden floats)
+    assert draft.embed_tokens is models.target.model.get_input_embeddings()
+    assert len(embeddings) == 1, embeddings  # the target's

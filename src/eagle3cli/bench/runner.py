@@ -88,10 +88,8 @@ def load_models(config: BenchConfig) -> BenchModels:
     draft = None
     if checkpoint is not None:
         assert checkpoint.config is not None  # a checkpoint without problems has one
-        embedding = model.get_input_embeddings()
-        draft = build_draft(checkpoint.config, checkpoint.tensors, checkpoint.directory,
-                            embed_tokens=embedding.weight.detach().float().cpu())
-        draft.embed_tokens = embedding  # share the target's embedding instead of a copy
+        # the target's embedding, shared: no draft-sized copy of a large vocabulary is made
+        draft = build_draft(checkpoint.config, checkpoint.tensors, checkpoint.directory, embed_tokens=model.get_input_embeddings())
         draft = draft.to(device=device, dtype=dtype).eval()
         draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))
         aux_layer_ids = draft.config.aux_layer_ids

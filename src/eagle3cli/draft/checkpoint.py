@@ -185,12 +185,16 @@ def load_checkpoint(directory: Path, *, embed_tokens: torch.Tensor | None = None
 
 
 def build_draft(config: DraftConfig, tensors: Mapping[str, torch.Tensor], directory: Path, *,
-                embed_tokens: torch.Tensor | None = None) -> Eagle3DraftModel:
-    """The draft model of checked ``tensors`` (read from ``directory``), as :func:`load_checkpoint`."""
-    model = Eagle3DraftModel(config)
+                embed_tokens: torch.Tensor | torch.nn.Embedding | None = None) -> Eagle3DraftModel:
+    """The draft model of checked ``tensors`` (read from ``directory``), as :func:`load_checkpoint`;
+    an ``nn.Embedding`` (a loaded target's) is shared, not copied, in place of the checkpoint's own."""
+    shared = embed_tokens if isinstance(embed_tokens, torch.nn.Embedding) else None
+    model = Eagle3DraftModel(config, embed_tokens=shared)
+    if shared is not None:
+        tensors = {key: value for key, value in tensors.items() if key != EMBED_KEY}
     # Loads d2t/t2d too (persistent buffers); the key set was checked, embed may be absent.
     model.load_state_dict(tensors, strict=False)
-    if EMBED_KEY not in tensors:
+    if shared is None and EMBED_KEY not in tensors:
         install_embedding(model, embed_tokens, directory)
     return model.eval()
 

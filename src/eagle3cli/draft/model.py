@@ -100,10 +100,11 @@ class DraftDecoderLayer(nn.Module):
 class Eagle3DraftModel(nn.Module):
     """The draft: ``embed``, ``fuse``, ``layer`` (one step, attention pluggable), ``logits``."""
 
-    def __init__(self, config: DraftConfig) -> None:
+    def __init__(self, config: DraftConfig, embed_tokens: nn.Embedding | None = None) -> None:
+        """``embed_tokens``: a loaded target's embedding to share (none is allocated then)."""
         super().__init__()
         self.config = config
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_tokens = embed_tokens if embed_tokens is not None else nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_tokens.weight.requires_grad_(False)
         self.fc = nn.Linear(3 * config.target_hidden_size, config.hidden_size, bias=False)
         self.fc_norm = None
