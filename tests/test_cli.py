@@ -192,3 +192,101 @@ def test_serve_on_all_interfaces_warns_about_the_missing_api_key(monkeypatch: py
     result = runner.invoke(app, ["serve", "--target-model", "m", "--host", "0.0.0.0", "--", "--api-key", "secret"])
     assert result.exit_code == 0 and "warning" not in result.stderr
     assert "warning" not in runner.invoke(app, ["serve", "--target-model", "m"]).stderr
+
+
+class Resolved(Exception):
+    """Raised by the patched ``resolve_config`` to stop a command once its config is known."""
+
+    def __init__(self, config: object) -> None:
+        self.config = config
+
+
+# Values no generic rule can invent (a pattern, a JSON text) and the other fields some need to validate.
+SPECIAL_VALUES = {"server_urls": ["http://a:1", "http://b:2"], "device": "cpu", "speculative_config": '{"method": "eagle3"}',
+                  "temperature_mix": "0:1,0.5:2", "max_gpu_memory": "70GiB", "extra_args": ["--enforce-eager"]}
+COMPANIONS = {
+    ("sample", "num_answers"): {"temperature": 0.5}, ("sample", "backend"): {"target_model": "t"},
+    ("sample", "target_model"): {"backend": "hf"},
+    ("bench", "speculative_draft_tensor_parallel_size"): {"backend": "vllm"}, ("bench", "num_gpus_per_model"): {"num_gpus_total": 2},
+}
+POSITIONAL = {"draft_dir", "gguf_file", "extra_args"}
+
+
+def non_default(name: str, field) -> object:
+    """A valid value of config field ``name`` that differs from its default."""
+    from eagle3cli.cli.options import choices, cli_type, field_default
+
+    default = field_default(field)
+    if name in SPECIAL_VALUES:
+        return SPECIAL_VALUES[name]
+    values = choices(field.annotation)
+    kind = cli_type(field.annotation)
+    if values is not None:
+        # bench's pytorch is AngelSlim's name of hf, and pytorch_tts a clear refusal
+        return next(value for value in values if value not in (default, "pytorch", "pytorch_tts"))
+    if kind is bool:
+        return not default
+    if isinstance(default, float) or (kind is str and isinstance(default, float)):
+        return default / 2 if default else 0.25
+    if isinstance(default, int) or kind is int:
+        return (default or 2) + 1
+    if "float" in str(field.annotation):
+        return 0.25
+    return f"{name}-value"
+
+
+def as_flags(name: str, value: object) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag] if value or name.startswith("no_") else ["--no-" + flag[2:]]
+    if isinstance(value, list):
+        return [part for item in value for part in (flag, str(item))]
+    return [flag, str(value)]
+
+
+@pytest.mark.parametrize("command", COMMAND_CONFIGS, ids=" ".join)
+def test_every_setting_means_the_same_as_a_flag_and_as_a_config_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """For each field: ``--field-name VALUE`` and ``field_name: VALUE`` in --config give one config,
+    and the value arrives (the flag is not silently another setting, nor the key ignored)."""
+    import json
+
+    import importlib
+
+    import eagle3cli.config as configs
+    from eagle3cli import configfile
+    from eagle3cli.cli.options import field_default
+
+    def capture(model, config_file, overrides, fallbacks=None):
+        raise Resolved(configfile.resolve_config(model, config_file, overrides, fallbacks))
+
+    for module in ("bench", "convert", "data", "dump", "inspect", "sample", "serve", "train"):
+        monkeypatch.setattr(importlib.import_module(f"eagle3cli.cli.{module}"), "resolve_config", capture)
+    model = getattr(configs, COMMAND_CONFIGS[command])
+    required = {name: non_default(name, field) for name, field in model.model_fields.items() if field.is_required()}
+    required |= {"eagle_model_path": "draft"} if command == ("bench",) else {}
+
+    def resolve(values: dict[str, object], via_file: bool) -> object:
+        positional = [str(values[name]) for name in ("draft_dir", "gguf_file") if name in values]
+        rest = {name: value for name, value in values.items() if name not in POSITIONAL}
+        extra = ["--", *values.get("extra_args", [])] if command == ("serve",) else []
+        if via_file:
+            path = tmp_path / "c.json"
+            path.write_text(json.dumps(rest), encoding="utf-8")
+            args = [*command, *positional, "--config", str(path), *extra]
+        else:
+            args = [*command, *positional, *[part for name, value in rest.items() for part in as_flags(name, value)], *extra]
+        result = runner.invoke(app, args)
+        assert isinstance(result.exception, Resolved), f"{' '.join(args)}: {result.output}{result.exception!r}"
+        return result.exception.config
+
+    command_name = command[-1] if command[0] != "data" else "data"
+    for name, field in model.model_fields.items():
+        value = non_default(name, field)
+        values = required | COMPANIONS.get((command_name, name), {}) | {name: value}
+        from_flags, from_file = resolve(values, via_file=False), resolve(values, via_file=True)
+        assert from_flags == from_file, name
+        got = getattr(from_flags, name)
+        got = got.get_secret_value() if hasattr(got, "get_secret_value") else got
+        assert got is not None and got != field_default(field), f"{' '.join(command)} --{name} did not arrive: {got!r}"

@@ -88,3 +88,11 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
 def test_every_field_has_a_description() -> None:
     for name, field in DataCheckConfig.model_fields.items():
         assert field.description, name
+
+
+def test_a_rule_across_fields_is_reported_in_its_own_words() -> None:
+    from eagle3cli.config import BenchConfig
+
+    with pytest.raises(Eagle3Error) as error:
+        resolve_config(BenchConfig, None, {"base_model_path": "t", "model_id": "m", "eagle_model_path": "d", "num_gpus_per_model": 2})
+    assert str(error.value) == "invalid configuration: --num-gpus-total must be a multiple of --num-gpus-per-model"

@@ -89,8 +89,10 @@ def describe_validation_error(error: ValidationError, flags: dict[str, Any], con
     """One line per problem: which key, from where, and what is wrong."""
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "config"
-        top = str(item["loc"][0]) if item["loc"] else ""
+        if not item["loc"]:  # a rule across fields: its message names them
+            problems.append(item["msg"].removeprefix("Value error, "))
+            continue
+        key, top = ".".join(str(part) for part in item["loc"]), str(item["loc"][0])
         if top in flags:
             where = f"flag --{top.replace('_', '-')}"
         elif config_file is not None and item["type"] != "missing":
