@@ -111,22 +111,10 @@ def render_chat(
     raise Eagle3Error(f"unknown chat template {template!r}", hint=f"choose one of {', '.join(TEMPLATE_NAMES)}")
 
 
-def has_thinking(content: str) -> bool:
-    """Whether an assistant turn carries its own think block (Qwen3's test: a ``</think>``)."""
-    return THINK_END in content
-
-
 def assistant_header(header: str, empty_think: str, content: str, *, enable_thinking: bool) -> str:
     """``header`` plus the family's empty think block when thinking is off and the turn has no
-    thinking of its own — the same text the family's generation prompt ends with."""
-    if enable_thinking or has_thinking(content):
-        return header
-    return header + empty_think
-
-
-def qwen3_assistant_header(content: str, *, enable_thinking: bool) -> str:
-    """``<|im_start|>assistant\\n``, with ``<think>\\n\\n</think>\\n\\n`` when thinking is off."""
-    return assistant_header(QWEN3_ASSISTANT, QWEN3_EMPTY_THINK, content, enable_thinking=enable_thinking)
+    thinking of its own (Qwen3's test: a ``</think>``) — the text the generation prompt ends with."""
+    return header if enable_thinking or THINK_END in content else header + empty_think
 
 
 def render_qwen3(
@@ -136,19 +124,14 @@ def render_qwen3(
     builder = _ChatTextBuilder()
     for turn in turns:
         if turn.role == "assistant":
-            builder.add(qwen3_assistant_header(turn.content, enable_thinking=enable_thinking))
+            builder.add(assistant_header(QWEN3_ASSISTANT, QWEN3_EMPTY_THINK, turn.content, enable_thinking=enable_thinking))
             builder.add_trainable(turn.content + QWEN3_IM_END)
             builder.add("\n")
         else:
             builder.add(f"{QWEN3_IM_START}{turn.role}\n{turn.content}{QWEN3_IM_END}\n")
     if add_generation_prompt:
-        builder.add(qwen3_assistant_header("", enable_thinking=enable_thinking))
+        builder.add(assistant_header(QWEN3_ASSISTANT, QWEN3_EMPTY_THINK, "", enable_thinking=enable_thinking))
     return builder.build()
-
-
-def hunyuan_assistant_header(content: str, *, enable_thinking: bool) -> str:
-    """``<｜hy_Assistant｜>``, with ``<think>\\n\\n</think>\\n`` when thinking is off."""
-    return assistant_header(HUNYUAN_ASSISTANT, HUNYUAN_EMPTY_THINK, content, enable_thinking=enable_thinking)
 
 
 def render_hunyuan(
@@ -163,10 +146,10 @@ def render_hunyuan(
         elif turn.role == "user":
             builder.add(HUNYUAN_USER + turn.content)
         else:
-            builder.add(hunyuan_assistant_header(turn.content, enable_thinking=enable_thinking))
+            builder.add(assistant_header(HUNYUAN_ASSISTANT, HUNYUAN_EMPTY_THINK, turn.content, enable_thinking=enable_thinking))
             builder.add_trainable(turn.content + HUNYUAN_EOS)
     if add_generation_prompt:
-        builder.add(hunyuan_assistant_header("", enable_thinking=enable_thinking))
+        builder.add(assistant_header(HUNYUAN_ASSISTANT, HUNYUAN_EMPTY_THINK, "", enable_thinking=enable_thinking))
     return builder.build()
 
 
@@ -237,21 +220,14 @@ def _locate_assistant_turn(
     if not text.startswith(prompt):
         raise _unlocatable(index, "its generation prompt is not a prefix of the rendered conversation")
     start = len(prompt)
-    content_end = _content_end(text, start, turns[index].content)
+    content = turns[index].content  # templates may strip its whitespace
+    content_end = next((start + len(shown) for shown in (content, content.strip()) if text.startswith(shown, start)), None)
     if content_end is None:
         raise _unlocatable(index, "its content does not follow its generation prompt")
     end_token = next((token for token in special_tokens if text.startswith(token, content_end)), None)
     if end_token is None:
         raise _unlocatable(index, "no special end-of-turn token follows its content")
     return start, content_end + len(end_token)
-
-
-def _content_end(text: str, start: int, content: str) -> int | None:
-    """Where the content rendered at ``start`` ends (templates may strip its whitespace)."""
-    for rendered in (content, content.strip()):
-        if text.startswith(rendered, start):
-            return start + len(rendered)
-    return None
 
 
 def _unlocatable(index: int, reason: str) -> Eagle3Error:

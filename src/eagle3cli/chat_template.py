@@ -50,15 +50,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from eagle3cli.chat_render import (
-    apply_tokenizer_template,
-    FAMILY_TOKENS,
-    HUNYUAN_EOS,
-    QWEN3_END_OF_TEXT,
-    QWEN3_IM_END,
-    TemplateName,
-    RenderedChat,
-    render_chat,
-    with_system_prompt,
+    FAMILY_TOKENS, HUNYUAN_EOS, QWEN3_END_OF_TEXT, QWEN3_IM_END, TemplateName, apply_tokenizer_template, render_chat, with_system_prompt,
 )
 from eagle3cli.data.records import Conversation, Turn
 from eagle3cli.errors import Eagle3Error
@@ -107,15 +99,11 @@ def tokenize_conversation(
     if max_length <= 0:
         raise ValueError(f"max_length must be positive, got {max_length}")
     turns = with_system_prompt(conversation.turns, system_prompt)
-    rendered = render_chat(
-        tokenizer, turns, template=template, enable_thinking=enable_thinking, add_generation_prompt=False
-    )
-    input_ids, loss_mask = _tokenize_with_mask(tokenizer, rendered)
-    return TokenizedConversation(
-        input_ids=input_ids[:max_length],
-        loss_mask=loss_mask[:max_length],
-        truncated=len(input_ids) > max_length,
-    )
+    rendered = render_chat(tokenizer, turns, template=template, enable_thinking=enable_thinking, add_generation_prompt=False)
+    _require_fast_tokenizer(tokenizer)
+    encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids, loss_mask = list(encoding["input_ids"]), _mask_from_offsets(encoding["offset_mapping"], rendered.trainable_spans)
+    return TokenizedConversation(input_ids[:max_length], loss_mask[:max_length], truncated=len(input_ids) > max_length)
 
 
 def render_generation_prompt(
@@ -161,27 +149,15 @@ def validate_template(
     _require_fast_tokenizer(tokenizer)
     if template == "auto" and generation_only:
         _auto_end_of_turn_token(tokenizer)
-        return
-    if template == "auto":
-        render_chat(
-            tokenizer, _PROBE_TURNS, template="auto", enable_thinking=enable_thinking, add_generation_prompt=False
-        )
-        return
-    for token in FAMILY_TOKENS[template]:
-        if _single_token_id(tokenizer, token) is None:
+    elif template == "auto":
+        render_chat(tokenizer, _PROBE_TURNS, template="auto", enable_thinking=enable_thinking, add_generation_prompt=False)
+    else:
+        missing = [token for token in FAMILY_TOKENS[template] if _single_token_id(tokenizer, token) is None]
+        if missing:
             raise Eagle3Error(
-                f"the tokenizer has no single token for {token!r}, which the {template} chat template needs",
+                f"the tokenizer has no single token for {missing[0]!r}, which the {template} chat template needs",
                 hint=_template_suggestion(tokenizer, template),
             )
-
-
-def _tokenize_with_mask(
-    tokenizer: PreTrainedTokenizerBase, rendered: RenderedChat
-) -> tuple[list[int], list[int]]:
-    _require_fast_tokenizer(tokenizer)
-    encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-    loss_mask = _mask_from_offsets(encoding["offset_mapping"], rendered.trainable_spans)
-    return list(encoding["input_ids"]), loss_mask
 
 
 def _require_fast_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:

@@ -41,17 +41,10 @@ class DataCheckReport:
     def length_percentiles(self, quantiles: tuple[float, ...] = (0.5, 0.9, 0.99, 1.0)) -> dict[str, int]:
         """Nearest-rank percentiles of the token lengths (``p100`` is the maximum)."""
         ordered = sorted(self.lengths)
-        if not ordered:
-            return {f"p{round(q * 100)}": 0 for q in quantiles}
-        return {f"p{round(q * 100)}": ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in quantiles}
+        return {f"p{round(q * 100)}": ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0 for q in quantiles}
 
 
-def check_dataset(
-    config: DataCheckConfig,
-    *,
-    tokenizer: Any | None = None,
-    on_record: Callable[[int], None] | None = None,
-) -> DataCheckReport:
+def check_dataset(config: DataCheckConfig, *, on_record: Callable[[int], None] | None = None) -> DataCheckReport:
     """Tokenise every record of ``config.data`` and collect a :class:`DataCheckReport`.
 
     ``on_record(num_tokens)`` is called after each record (the CLI drives a progress bar).
@@ -61,8 +54,7 @@ def check_dataset(
     from eagle3cli.data.tokenize import tokenize_records
     from eagle3cli.target.hub import load_tokenizer
 
-    if tokenizer is None:
-        tokenizer = load_tokenizer(config.target_model, trust_remote_code=config.trust_remote_code)
+    tokenizer = load_tokenizer(config.target_model, trust_remote_code=config.trust_remote_code)
     validate_template(tokenizer, config.chat_template, enable_thinking=config.enable_thinking)
     reader = read_conversations(config.data, config, num_samples=config.num_samples)
     report = DataCheckReport()

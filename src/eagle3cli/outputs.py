@@ -53,15 +53,6 @@ def in_use(directory: Path) -> bool:
         return False
 
 
-def check_owner(directory: Path, command: str, flag: str) -> None:
-    owner = owner_of(directory)
-    if owner is not None and owner != command:
-        raise Eagle3Error(
-            f"{flag} {directory} holds the output of eagle3 {owner}; eagle3 {command} will not write into it",
-            hint=f"give eagle3 {command} a folder of its own",
-        )
-
-
 @contextmanager
 def claimed_output_dir(directory: Path, command: str, flag: str = "--output-dir", *, is_main: bool = True) -> Iterator[Path]:
     """Create and check ``directory`` for ``command`` and hold its lock until the block ends."""
@@ -69,7 +60,10 @@ def claimed_output_dir(directory: Path, command: str, flag: str = "--output-dir"
     if not is_main:
         yield directory
         return
-    check_owner(directory, command, flag)
+    owner = owner_of(directory)
+    if owner is not None and owner != command:
+        raise Eagle3Error(f"{flag} {directory} holds the output of eagle3 {owner}; eagle3 {command} will not write into it",
+                          hint=f"give eagle3 {command} a folder of its own")
     handle = (directory / LOCK_FILE).open("a+", encoding="utf-8")
     try:
         try:

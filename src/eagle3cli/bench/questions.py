@@ -36,10 +36,8 @@ def read_question_file(path: Path) -> list[Question]:
     """Read a ``question.jsonl``; a malformed line is an error naming file and line."""
     if not path.is_file():
         raise Eagle3Error(f"question file {path} does not exist", hint="pass an existing --bench-data file")
-    questions = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            questions.append(parse_question(line, f"{path} line {number}"))
+    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+    questions = [parse_question(line, f"{path} line {number}") for number, line in lines if line.strip()]
     if not questions:
         raise Eagle3Error(f"question file {path} holds no questions")
     return questions

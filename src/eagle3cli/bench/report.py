@@ -40,22 +40,10 @@ class QuestionResult:
 
     def answer_record(self, model_id: str) -> dict[str, Any]:
         """The EAGLE/FastChat answer-file record."""
-        return {
-            "question_id": self.question_id,
-            "answer_id": uuid.uuid4().hex,
-            "model_id": model_id,
-            "choices": [
-                {
-                    "index": 0,
-                    "turns": [turn.text for turn in self.turns],
-                    "new_tokens": [turn.new_tokens for turn in self.turns],
-                    "wall_time": [turn.wall_time for turn in self.turns],
-                    "accept_lengths": [turn.accept_lengths for turn in self.turns],
-                    "token_ids": [turn.token_ids for turn in self.turns],
-                }
-            ],
-            "tstamp": time.time(),
-        }
+        choice = {"index": 0, "turns": [turn.text for turn in self.turns]}
+        choice |= {name: [getattr(turn, name) for turn in self.turns] for name in ("new_tokens", "wall_time", "accept_lengths", "token_ids")}
+        return {"question_id": self.question_id, "answer_id": uuid.uuid4().hex, "model_id": model_id,
+                "choices": [choice], "tstamp": time.time()}
 
 
 def mode_figures(results: Iterable[QuestionResult]) -> dict[str, Any]:

@@ -102,16 +102,10 @@ def load_models(config: BenchConfig) -> BenchModels:
 
 def decoding_config(config: BenchConfig, tokenizer: Any) -> DecodingConfig:
     """The decoder's settings (an ``auto`` tree value, left only in baseline mode, is unused there)."""
-    tree = [value if value != "auto" else default for value, default in zip((config.total_token, config.depth, config.top_k), (60, 5, 10))]
-    return DecodingConfig(
-        total_token=int(tree[0]),
-        depth=int(tree[1]),
-        top_k=int(tree[2]),
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_new_tokens=config.max_new_token,
-        stop_token_ids=tuple(end_of_turn_token_ids(tokenizer, config.chat_template)),
-    )
+    total_token, depth, top_k = (default if value == "auto" else int(value)
+                                 for value, default in zip((config.total_token, config.depth, config.top_k), (60, 5, 10)))
+    return DecodingConfig(total_token, depth, top_k, temperature=config.temperature, top_p=config.top_p,
+                          max_new_tokens=config.max_new_token, stop_token_ids=tuple(end_of_turn_token_ids(tokenizer, config.chat_template)))
 
 
 def prompt_ids(models: BenchModels, turns: list[Turn], config: BenchConfig) -> torch.Tensor:

@@ -94,10 +94,8 @@ def choose_tree(
         return TreeChoice(tuple(cache[key]["tree"]), cache[key]["tokens_per_s"], cached=True)  # type: ignore[arg-type]
     trees = candidates(config, on_gpu)
     measure(with_tree(config, trees[0]))
-    speeds = {}
-    for tree in trees:
-        speeds[tree] = measure(with_tree(config, tree))
-    best = max(speeds, key=lambda tree: speeds[tree])
+    speeds = {tree: measure(with_tree(config, tree)) for tree in trees}
+    best = max(speeds, key=speeds.__getitem__)
     table = {"/".join(map(str, tree)): speed for tree, speed in speeds.items()}
     atomic_write_json(cache_path(), cache | {key: {"tree": list(best), "tokens_per_s": table, "facts": facts}})
     return TreeChoice(best, table, cached=False)

@@ -76,8 +76,6 @@ def run_vllm_questions(
     max_model_len: int | None = None,
     engine_args: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
-    warmup: bool = True,
-    ready_timeout_s: float = 1800.0,
     on_question: VllmQuestionCallback | None = None,
 ) -> VllmBenchRun:
     """Answer ``questions`` turn by turn with vLLM: speculative decoding with the EAGLE-3 draft
@@ -111,9 +109,8 @@ def run_vllm_questions(
             target_dir, draft_dir, num_speculative_tokens=num_speculative_tokens, dtype=dtype,
             max_model_len=max_model_len, seed=seed, extra=engine_args, draft_tensor_parallel_size=draft_tensor_parallel_size,
         )
-        engine = stack.enter_context(VllmEngine(python, arguments, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s))
-        if warmup:
-            answer_question(engine, tokenizer, questions[0], settings, seed)
+        engine = stack.enter_context(VllmEngine(python, arguments, log_path=log_path, env=env))
+        answer_question(engine, tokenizer, questions[0], settings, seed)  # warm-up
         results, counters = answer_questions(engine, tokenizer, questions, settings, seed, on_question)
     return VllmBenchRun(results, run_figures(results, counters, engine, num_speculative_tokens if draft_dir else 0))
 

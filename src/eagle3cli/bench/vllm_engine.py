@@ -7,7 +7,8 @@ answer carries what the request added to vLLM's speculative-decoding counters
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,9 @@ class SpecCounters:
         )
 
     def __add__(self, other: SpecCounters) -> SpecCounters:
-        width = max(len(self.accepted_per_position), len(other.accepted_per_position))
-        mine, theirs = (list(c.accepted_per_position) + [0] * width for c in (self, other))
-        return SpecCounters(
-            self.num_drafts + other.num_drafts,
-            self.num_draft_tokens + other.num_draft_tokens,
-            self.num_accepted_tokens + other.num_accepted_tokens,
-            tuple(a + b for a, b in zip(mine[:width], theirs[:width])),
-        )
+        per_position = zip_longest(self.accepted_per_position, other.accepted_per_position, fillvalue=0)
+        return SpecCounters(self.num_drafts + other.num_drafts, self.num_draft_tokens + other.num_draft_tokens,
+                            self.num_accepted_tokens + other.num_accepted_tokens, tuple(a + b for a, b in per_position))
 
     @property
     def acceptance_rate(self) -> float:
@@ -71,15 +67,9 @@ class SpecCounters:
 
     def figures(self) -> dict[str, Any]:
         """The counters and the rates derived from them, for ``summary.json``."""
-        return {
-            "num_drafts": self.num_drafts,
-            "num_draft_tokens": self.num_draft_tokens,
-            "num_accepted_tokens": self.num_accepted_tokens,
-            "accepted_per_position": list(self.accepted_per_position),
-            "acceptance_rate": self.acceptance_rate,
-            "mean_acceptance_length": self.mean_acceptance_length,
-            "acceptance_by_position": self.acceptance_by_position,
-        }
+        return asdict(self) | {"accepted_per_position": list(self.accepted_per_position), "acceptance_rate": self.acceptance_rate,
+                               "mean_acceptance_length": self.mean_acceptance_length,
+                               "acceptance_by_position": self.acceptance_by_position}
 
 
 @dataclass(frozen=True)

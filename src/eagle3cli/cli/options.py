@@ -67,19 +67,9 @@ def choices(annotation: Any) -> tuple[str, ...] | None:
     return tuple(map(str, typing.get_args(annotation))) if typing.get_origin(annotation) is Literal else None
 
 
-def completer(values: tuple[str, ...]) -> Callable[[str], list[str]]:
-    """Shell completion of a choice option's values."""
-
-    def complete(incomplete: str) -> list[str]:
-        return [value for value in values if value.startswith(incomplete)]
-
-    return complete
-
-
 def field_default(field: FieldInfo) -> Any:
-    if field.default_factory is not None:
-        return field.default_factory()  # type: ignore[call-arg]
-    return None if field.default is PydanticUndefined else field.default
+    default = field.get_default(call_default_factory=True)
+    return None if default is PydanticUndefined else default
 
 
 def field_parameter(
@@ -98,7 +88,7 @@ def field_parameter(
     option = typer.Option(
         *flags, help=escape(description), rich_help_panel=panel, envvar=envvar,
         metavar=None if values is None else "<" + "|".join(values) + ">",
-        autocompletion=None if values is None else completer(values),
+        autocompletion=None if values is None else (lambda incomplete: [value for value in values if value.startswith(incomplete)]),
         show_default=(default is not None and default is not False and default != []) or (kind is bool and not name.startswith("no_")),
         show_envvar=envvar is not None,
     )
@@ -141,14 +131,9 @@ def config_options(
     def decorate(command: F) -> F:
         @functools.wraps(command)
         def wrapper(ctx: typer.Context, **kwargs: Any) -> Any:
-            overrides: dict[str, Any] = {}
-            fallbacks: dict[str, Any] = {}
-            for name in names:
-                value, source = kwargs.pop(name), ctx.get_parameter_source(name)
-                if source is not None and source.name == "COMMANDLINE":
-                    overrides[name] = value
-                elif source is not None and source.name == "ENVIRONMENT":
-                    fallbacks[name] = value
+            given = {name: (kwargs.pop(name), getattr(ctx.get_parameter_source(name), "name", None)) for name in names}
+            overrides = {name: value for name, (value, source) in given.items() if source == "COMMANDLINE"}
+            fallbacks = {name: value for name, (value, source) in given.items() if source == "ENVIRONMENT"}
             return command(**kwargs, overrides=overrides, fallbacks=fallbacks)
 
         hints = typing.get_type_hints(command, include_extras=True)  # the module's string annotations, resolved

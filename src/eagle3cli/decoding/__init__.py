@@ -5,25 +5,6 @@ the draft model's attention cache; ``target`` adapts a stock Hugging Face model.
 """
 
 from eagle3cli.decoding.config import DecodingConfig
-from eagle3cli.decoding.generate import (
-    Generation,
-    GenerationStats,
-    Step,
-    baseline_generate,
-    decode_steps,
-    generate,
-    speculative_generate,
-)
-from eagle3cli.decoding.state import DecodingState
+from eagle3cli.decoding.generate import Generation, GenerationStats, baseline_generate, generate, speculative_generate
 
-__all__ = [
-    "DecodingConfig",
-    "DecodingState",
-    "Generation",
-    "GenerationStats",
-    "Step",
-    "baseline_generate",
-    "decode_steps",
-    "generate",
-    "speculative_generate",
-]
+__all__ = ["DecodingConfig", "Generation", "GenerationStats", "baseline_generate", "generate", "speculative_generate"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -47,14 +47,7 @@ class SamplingParams:
         return body if self.seed is None else body | {"seed": self.seed}
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_tokens,
-            "enable_thinking": self.enable_thinking,
-            **({} if self.seed is None else {"seed": self.seed}),
-        }
+        return {key: value for key, value in asdict(self).items() if key != "seed" or value is not None}
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,8 @@ class FailedLog:
 
     def close(self, is_done: Callable[[int, str], bool]) -> int:
         """Carry over the earlier failures this run neither retried nor completed; return how many."""
-        slots = [slot_of(entry, self.answers) for entry in self.earlier]
-        kept = [
-            entry for entry, slot in zip(self.earlier, slots)
-            if slot not in self.failed_indices and not is_done(slot, entry["id"])
-        ]
+        kept = [entry for entry in self.earlier
+                if (slot := slot_of(entry, self.answers)) not in self.failed_indices and not is_done(slot, entry["id"])]
         for entry in kept:
             self._write(entry)
         self._handle.close()

@@ -311,10 +311,7 @@ def open_local_client(config: SampleConfig) -> tuple[LocalChatClient, str]:
             hint="use a chat (instruct) model, or add a chat_template to its tokenizer_config.json",
         )
     device = resolve_device(config.device, 0)
-    if config.dtype == "auto":
-        dtype = torch.bfloat16 if native_bf16(device) else torch.float32
-    else:
-        dtype = getattr(torch, config.dtype)
+    dtype = (torch.bfloat16 if native_bf16(device) else torch.float32) if config.dtype == "auto" else getattr(torch, config.dtype)
     model = load_pretrained(directory, dtype=dtype, device_map=str(device), trust_remote_code=config.trust_remote_code)
     # CPU: a float32 cache lets one-token attention run without copies (see target.kv_cache)
     storage = torch.float32 if device.type == "cpu" else dtype

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -93,7 +92,7 @@ def server_command(config: ServeConfig, python: str, port: int, *, tensor_parall
                "--port", str(port), "--dtype", config.dtype]
     if config.max_model_len is not None:
         command += ["--max-model-len", str(config.max_model_len)]
-    if tensor_parallel > 1 and not _has_flag(config.extra_args, "--tensor-parallel-size", "-tp"):
+    if tensor_parallel > 1 and not any(arg.split("=", 1)[0] in ("--tensor-parallel-size", "-tp") for arg in config.extra_args):
         command += ["--tensor-parallel-size", str(tensor_parallel)]
     if config.speculative_config is not None:
         command += ["--speculative-config", json.dumps(config.speculative_config)]
@@ -131,8 +130,12 @@ class ServerGroup:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for server in self.servers:
             server.log_path = self.log_dir / f"server-{server.index}-port-{server.port}.log"
-            with server.log_path.open("wb") as log:
-                server.process = _spawn(server.command, server.env(), log)
+            with server.log_path.open("wb") as log:  # own session: its whole process tree can be signalled
+                try:
+                    server.process = subprocess.Popen(server.command, env=server.env(), stdin=subprocess.DEVNULL, stdout=log,
+                                                      stderr=subprocess.STDOUT, start_new_session=True)
+                except OSError as error:
+                    raise Eagle3Error(f"cannot start {server.command[0]}: {error}") from None
 
     def wait_ready(self, timeout_s: float, *, poll_interval_s: float = POLL_INTERVAL_S) -> None:
         """Return when every server answers ``/v1/models``; raise with the log tail if one cannot."""
@@ -246,20 +249,7 @@ def served_draft(config: ServeConfig, scratch: Path) -> Iterator[ServeConfig]:
         yield config.model_copy(update={"speculative_config": {**(config.speculative_config or {}), "model": str(served)}})
 
 
-def _spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own session (so its whole process tree can be signalled)."""
-    try:
-        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    except OSError as error:
-        raise Eagle3Error(f"cannot start {command[0]}: {error}") from None
-
-
 def _log_tail(server: ServerProcess) -> str:
     if server.log_path is None or not server.log_path.exists():
         return ""
     return f"; last lines of {server.log_path}:\n" + log_tail(server.log_path)
-
-
-def _has_flag(args: list[str], *names: str) -> bool:
-    return any(arg in names or arg.split("=", 1)[0] in names for arg in args)

@@ -38,25 +38,22 @@ async def regenerate(
     With ``stop_when_truncated`` the first truncated answer ends the record early (it is
     going to be dropped). Raises :class:`RecordFailed` (and ``ServersDown`` from the pool).
     """
-    messages: list[dict[str, str]] = []
     turns: list[Turn] = []
     num_tokens = 0
     truncated = False
     for turn in conversation.turns:
         if turn.role == "assistant":
             continue
-        messages.append({"role": turn.role, "content": turn.content})
         turns.append(Turn(role=turn.role, content=turn.content))
         if turn.role != "user":
             continue
         where = f"conversations[{len(turns)}]"
         try:
-            reply = await client.complete(messages, params)
+            reply = await client.complete([{"role": turn.role, "content": turn.content} for turn in turns], params)
         except RequestFailed as failure:
             raise RecordFailed(f"{where}: {failure.reason}") from None
         if not reply.content.strip():
             raise RecordFailed(f"{where}: empty reply (finish_reason {reply.finish_reason!r})")
-        messages.append({"role": "assistant", "content": reply.content})
         turns.append(Turn(role="assistant", content=reply.content, extra={"finish_reason": reply.finish_reason}))
         num_tokens += reply.num_tokens
         truncated = truncated or reply.finish_reason == "length"

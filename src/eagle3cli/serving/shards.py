@@ -126,14 +126,9 @@ class ShardStore:
         return self._states[number]
 
     def _load_done(self, number: int) -> dict[int, str]:
-        shard = self.shard_path(number)
-        journal = _with_suffix(shard, JOURNAL_SUFFIX)
-        if journal.exists():
-            return {self._slot(entry): entry["id"] for entry in _read_journal(journal)}
-        sidecar = _with_suffix(shard, SIDECAR_SUFFIX)
-        if sidecar.exists():
-            return {self._slot(entry): entry["id"] for entry in _read_sidecar(sidecar)}
-        return {}
+        journal, sidecar = (_with_suffix(self.shard_path(number), suffix) for suffix in (JOURNAL_SUFFIX, SIDECAR_SUFFIX))
+        entries = _read_journal(journal) if journal.exists() else _read_sidecar(sidecar) if sidecar.exists() else []
+        return {self._slot(entry): entry["id"] for entry in entries}
 
     def _journal(self, state: ShardState) -> IO[bytes]:
         """The shard's journal, opened for appending; rebuilt from a finished shard if needed."""

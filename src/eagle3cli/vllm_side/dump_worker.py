@@ -41,22 +41,6 @@ def wait_until_written(llm: Any, path: str) -> None:
     raise RuntimeError(f"{path} was not written after {MAX_IDLE_STEPS} engine steps")
 
 
-def states_files(llm: Any, prompts: list[list[int]]) -> list[str]:
-    """One forward per prompt (and one generated token); the states file of each."""
-    from vllm import SamplingParams
-
-    params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
-    outputs = llm.generate([{"prompt_token_ids": prompt} for prompt in prompts], params, use_tqdm=False)
-    paths = []
-    for output in outputs:
-        path = (output.kv_transfer_params or {}).get("hidden_states_path")
-        if path is None:
-            raise RuntimeError(f"vLLM returned no hidden_states_path for request {output.request_id}")
-        wait_until_written(llm, path)
-        paths.append(path)
-    return paths
-
-
 def make_engine(engine_args: dict[str, Any]) -> Any:
     import vllm
 
@@ -64,7 +48,19 @@ def make_engine(engine_args: dict[str, Any]) -> Any:
 
 
 def answer(llm: Any, request: dict[str, Any]) -> dict[str, Any]:
-    return {"paths": states_files(llm, request["prompts"])}
+    """One forward per prompt (and one generated token); the states file of each."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
+    outputs = llm.generate([{"prompt_token_ids": prompt} for prompt in request["prompts"]], params, use_tqdm=False)
+    paths = []
+    for output in outputs:
+        path = (output.kv_transfer_params or {}).get("hidden_states_path")
+        if path is None:
+            raise RuntimeError(f"vLLM returned no hidden_states_path for request {output.request_id}")
+        wait_until_written(llm, path)
+        paths.append(path)
+    return {"paths": paths}
 
 
 if __name__ == "__main__":
