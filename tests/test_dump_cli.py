@@ -16,8 +16,7 @@ from eagle3cli.dump import runner as dump_runner
 runner = CliRunner()
 FINISHED = dump_runner.DumpSummary(
     output_dir=Path("out"), world_size=1, rank=0, num_shards=2, num_shards_resumed=0, num_shards_written=2,
-    num_samples_written=7, num_tokens_written=1234, num_bytes_written=10**6, num_skipped_without_loss=0,
-    num_truncated=0, num_bad_records_skipped=0, elapsed_s=1.0,
+    num_tokens_written=1234, num_truncated=0, elapsed_s=1.0,
     manifest=dict(aux_layer_ids=[2, 16, 29], sglang_layer_ids=[1, 15, 28], num_shards=2, num_samples=7,
                   num_tokens=1234, num_skipped_without_loss=0, num_bytes=10**6),
 )

@@ -99,10 +99,8 @@ def writing(path: Path) -> Iterator[None]:
         yield
     except Eagle3Error:
         raise
-    except (OSError, RuntimeError) as error:
-        raise write_error(path, error) from error
     except Exception as error:
-        if type(error).__name__ != "SafetensorError":
+        if not isinstance(error, (OSError, RuntimeError)) and type(error).__name__ != "SafetensorError":
             raise
         raise write_error(path, error) from error
 

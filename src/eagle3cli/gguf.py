@@ -8,15 +8,13 @@ quantisation markers (so vLLM, dump-hidden, training and bench read it like any 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
+from eagle3cli.config import GgufDtype
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import prepare_output_dir, staged_directory
 
-Dtype = Literal["float32", "bfloat16", "float16"]
 
-
-def convert_gguf(gguf_path: Path, output_dir: Path, *, dtype: Dtype = "float32", overwrite: bool = False) -> Path:
+def convert_gguf(gguf_path: Path, output_dir: Path, *, dtype: GgufDtype = "float32", overwrite: bool = False) -> Path:
     """Load ``gguf_path`` with transformers and save model + tokenizer to ``output_dir``.
 
     The directory appears complete or not at all (written beside it, then renamed).

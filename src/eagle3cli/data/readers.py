@@ -263,18 +263,14 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _hub_records(dataset: HubDataset) -> Iterator[RawRecord]:
-    rows = _load_hub_dataset(dataset)
-    stem = dataset.name.rsplit("/", 1)[-1]
-    yield from _indexed_records(str(dataset), f"{stem}-{dataset.split}", iter(rows))
-
-
-def _load_hub_dataset(dataset: HubDataset) -> Any:
     import datasets
 
     try:
-        return datasets.load_dataset(dataset.name, split=dataset.split)
+        rows = datasets.load_dataset(dataset.name, split=dataset.split)
     except (FileNotFoundError, ConnectionError, ValueError) as error:
         raise Eagle3Error(
             f"could not load hub dataset {dataset}: {error}",
             hint="no local path of that name exists either; check the name, the split and your network",
         ) from None
+    stem = dataset.name.rsplit("/", 1)[-1]
+    yield from _indexed_records(str(dataset), f"{stem}-{dataset.split}", iter(rows))

@@ -78,13 +78,6 @@ class DraftKVCache:
             raise ValueError(f"cannot truncate a draft KV cache of length {self.length} to {length}")
         self.length = length
 
-    def keep(self, start: int, positions: torch.Tensor) -> None:
-        """Keep ``[:start]`` plus the given absolute ``positions`` (ascending), moved to follow it."""
-        kept = positions.numel()
-        self.keys[:, :, start : start + kept] = self.keys[:, :, positions]
-        self.values[:, :, start : start + kept] = self.values[:, :, positions]
-        self.length = start + kept
-
 
 @dataclass
 class CachedAttention:

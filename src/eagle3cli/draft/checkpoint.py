@@ -9,6 +9,7 @@ keys, shapes, dtypes, the vocabulary map and the config before anything runs.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,14 +233,7 @@ class CheckpointReport:
     def num_parameters(self) -> int:
         """Trained parameters: every weight but the (frozen, reused) embedding and the vocab map."""
         excluded = {EMBED_KEY, *VOCAB_MAP_KEYS}
-        return sum(_numel(shape) for key, shape in self.shapes.items() if key not in excluded)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
+        return sum(math.prod(shape) for key, shape in self.shapes.items() if key not in excluded)
 
 
 def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | None = None) -> CheckpointReport:
@@ -251,7 +245,10 @@ def inspect_checkpoint(directory: Path, *, target_config: Mapping[str, Any] | No
     report = CheckpointReport(directory=Path(directory))
     layout = detect_layout(report.directory)
     if layout in (None, "eagle3"):  # the project's layout: every config and file problem listed
-        report.config, report.problems = read_config_problems(report.directory / CONFIG_FILE)
+        try:
+            report.config, report.problems = parse_draft_config(read_json(report.directory / CONFIG_FILE))
+        except Eagle3Error as error:  # an unreadable file is one problem
+            report.problems = [str(error)]
         if layout is None and foreign_to_every_layout(report.directory):
             report.problems.insert(0, no_layout_message(report.directory))
         try:
@@ -286,12 +283,3 @@ def check_fits_target(directory: Path, target_dir: Path, target_config: Mapping[
         raise Eagle3Error(f"draft {directory} does not fit target {target_dir}: " + "; ".join(report.problems),
                           hint=f"run eagle3 inspect {directory} --target-model {target_dir}")
     return report
-
-
-def read_config_problems(path: Path) -> tuple[DraftConfig | None, list[str]]:
-    """The checkpoint config and its problems; an unreadable file is one problem."""
-    try:
-        data = read_json(path)
-    except Eagle3Error as error:
-        return None, [str(error)]
-    return parse_draft_config(data)

@@ -189,15 +189,10 @@ def format_problems(data: Mapping[str, Any]) -> list[str]:
 
 def field_problems(data: Mapping[str, Any]) -> list[str]:
     """Types of the size fields (required ones, and optional ones when present)."""
-    problems = [
+    problems = [  # the optional ones only when present
         f"config.json: {key} must be a positive integer, got {json.dumps(data.get(key))}"
-        for key in REQUIRED_INT_FIELDS
-        if not (is_int(data.get(key)) and data[key] > 0)
-    ]
-    problems += [
-        f"config.json: {key} must be a positive integer, got {json.dumps(data[key])}"
-        for key in ("num_key_value_heads", "head_dim", "target_hidden_size")
-        if data.get(key) is not None and not (is_int(data[key]) and data[key] > 0)
+        for key in (*REQUIRED_INT_FIELDS, "num_key_value_heads", "head_dim", "target_hidden_size")
+        if (key in REQUIRED_INT_FIELDS or data.get(key) is not None) and not (is_int(data.get(key)) and data[key] > 0)
     ]
     if not isinstance(data.get("fc_norm", False), bool):
         problems.append(f"config.json: fc_norm must be true or false, got {json.dumps(data.get('fc_norm'))}")

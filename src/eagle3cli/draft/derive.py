@@ -186,22 +186,13 @@ def shift_layer_ids(layer_ids: Any, offset: int) -> Any:
 
 
 def resolve_draft_config(
-    target_config: Mapping[str, Any],
-    *,
-    draft_config_path: Path | None = None,
-    draft_vocab_size: int | None = None,
-    aux_layer_ids: Sequence[int] | None = None,
+    target_config: Mapping[str, Any], *, draft_config_path: Path | None = None, draft_vocab_size: int | None = None
 ) -> DraftConfig:
-    """The one entry point for stages: a file (``--draft-config``) or derivation, then flag overrides."""
+    """The one entry point for stages: a file (``--draft-config``) or derivation, then the ``--draft-vocab-size`` override."""
     if draft_config_path is None:
-        return derive_draft_config(target_config, draft_vocab_size=draft_vocab_size, aux_layer_ids=aux_layer_ids)
+        return derive_draft_config(target_config, draft_vocab_size=draft_vocab_size)
     config = draft_config_from_file(draft_config_path, target_config)
-    overrides: dict[str, Any] = {}
     if draft_vocab_size is not None:
-        overrides["draft_vocab_size"] = draft_vocab_size
-    if aux_layer_ids is not None:
-        overrides["aux_layer_ids"] = tuple(aux_layer_ids)
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
+        config = dataclasses.replace(config, draft_vocab_size=draft_vocab_size)
         check_draft_against_target(config, target_config)
     return config

@@ -31,20 +31,9 @@ from eagle3cli.draft.config import DraftConfig
 
 def llama_config_for(config: DraftConfig) -> LlamaConfig:
     """The equivalent one-layer ``LlamaConfig`` (used for RoPE and the MLP)."""
-    return LlamaConfig(
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_key_value_heads,
-        head_dim=config.head_dim,
-        rms_norm_eps=config.rms_norm_eps,
-        rope_theta=config.rope_theta,
-        rope_scaling=config.rope_scaling,
-        max_position_embeddings=config.max_position_embeddings,
-        vocab_size=config.vocab_size,
-        hidden_act=config.hidden_act,
-        num_hidden_layers=1,
-    )
+    names = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
+             "rope_theta", "rope_scaling", "max_position_embeddings", "vocab_size", "hidden_act")
+    return LlamaConfig(**{name: getattr(config, name) for name in names}, num_hidden_layers=1)
 
 
 class DraftAttention(nn.Module):

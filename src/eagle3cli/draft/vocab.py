@@ -38,11 +38,6 @@ class VocabMap:
     def vocab_size(self) -> int:
         return self.t2d.numel()
 
-    @property
-    def target_ids(self) -> torch.Tensor:
-        """Target id of each draft id, ``[draft_vocab]`` ascending."""
-        return torch.arange(self.draft_vocab_size, dtype=torch.int64) + self.d2t
-
 
 def build_vocab_map(token_counts: torch.Tensor, draft_vocab_size: int) -> VocabMap:
     """Keep the ``draft_vocab_size`` most counted target ids (ties: lower id first).

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from eagle3cli.data.tokenize import TokenizedSample
 from eagle3cli.dump.plan import token_batches
@@ -68,11 +69,6 @@ class HostTransfer:
         return event.synchronize
 
 
-def real_token_index(lengths: Sequence[int], width: int) -> torch.Tensor:
-    """Flat positions ``row * width + j`` (``j < length``) of the real tokens of a right-padded batch."""
-    return torch.cat([torch.arange(length) + row * width for row, length in enumerate(lengths)])
-
-
 def forward_batch(
     model: nn.Module,
     samples: Sequence[TokenizedSample],
@@ -84,13 +80,9 @@ def forward_batch(
     """One padded forward over ``samples``; each sample's states, copied to the host in ``dtype``."""
     device = transfer.device
     lengths = [len(sample.input_ids) for sample in samples]
-    width = max(lengths)
-    input_ids = torch.zeros(len(samples), width, dtype=torch.int64)  # [batch, seq]
-    attention_mask = torch.zeros_like(input_ids)
-    for row, sample in enumerate(samples):
-        input_ids[row, : lengths[row]] = torch.tensor(sample.input_ids)
-        attention_mask[row, : lengths[row]] = 1
-    real = real_token_index(lengths, width).to(device)  # [num_real_tokens]
+    input_ids = pad_sequence([torch.tensor(sample.input_ids) for sample in samples], batch_first=True)  # [batch, seq], right-padded
+    attention_mask = pad_sequence([torch.ones(length, dtype=torch.int64) for length in lengths], batch_first=True)
+    real = attention_mask.flatten().nonzero().squeeze(1).to(device)  # [num_real_tokens]: flat positions of the real tokens
     with torch.inference_mode():
         states = capture_hidden_states(
             model, input_ids.to(device), aux_layer_ids=aux_layer_ids, attention_mask=attention_mask.to(device)
@@ -104,21 +96,8 @@ def forward_batch(
         else:
             aux_scales = last_scales = [None] * len(samples)
         aux_hidden, last_hidden = transfer.copy(aux_hidden.to(dtype)), transfer.copy(last_hidden.to(dtype))
-    return [
-        HiddenSample(
-            sample_index=sample.sample_index,
-            sample_id=sample.sample_id,
-            input_ids=torch.tensor(sample.input_ids, dtype=torch.int32),
-            loss_mask=torch.tensor(sample.loss_mask, dtype=torch.uint8),
-            aux_hidden=aux,
-            last_hidden=last,
-            aux_scale=aux_scale,
-            last_scale=last_scale,
-        )
-        for sample, aux, last, aux_scale, last_scale in zip(
-            samples, aux_hidden.split(lengths), last_hidden.split(lengths), aux_scales, last_scales
-        )
-    ]
+    states_per_sample = zip(samples, aux_hidden.split(lengths), last_hidden.split(lengths), aux_scales, last_scales)
+    return [HiddenSample.of(*parts) for parts in states_per_sample]
 
 
 def compute_samples(

@@ -55,9 +55,6 @@ class Processes:
         self.store.wait([f"{prefix}/complete"], WAIT)
         return [self.store.add(f"{prefix}/{position}", 0) for position in range(len(values))]
 
-    def barrier(self) -> None:
-        self.sum([0])
-
 
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)

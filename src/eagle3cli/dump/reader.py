@@ -135,16 +135,9 @@ class HiddenStateDump:
         row = position - (ends[shard_index] - self.shards[shard_index].num_samples)
         with safe_open(self.directory / self.shards[shard_index].file, framework="pt") as handle:
             start, end = handle.get_slice("sample_offsets")[row : row + 2].tolist()
-            return HiddenSample(
-                sample_index=int(handle.get_slice("sample_indices")[row : row + 1][0]),
-                sample_id=json.loads(handle.metadata()["sample_ids"])[row],
-                input_ids=handle.get_slice("input_ids")[start:end],
-                loss_mask=handle.get_slice("loss_mask")[start:end],
-                aux_hidden=handle.get_slice("aux_hidden")[start:end],
-                last_hidden=handle.get_slice("last_hidden")[start:end],
-                aux_scale=handle.get_slice("aux_scale")[start:end] if self.dtype == FP8 else None,
-                last_scale=handle.get_slice("last_scale")[start:end] if self.dtype == FP8 else None,
-            )
+            sample_index = int(handle.get_slice("sample_indices")[row : row + 1][0])
+            sample_id = json.loads(handle.metadata()["sample_ids"])[row]
+            return HiddenSample.rows(handle.get_slice, sample_index, sample_id, start, end, scaled=self.dtype == FP8)
 
     def vocab_map(self) -> VocabMap:
         """The dump's d2t / t2d map, checked against the target and draft vocabulary sizes."""

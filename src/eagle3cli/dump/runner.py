@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
+from contextlib import AbstractContextManager, ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import torch
 
 from eagle3cli.config import DumpHiddenConfig
 from eagle3cli.data.tokenize import TokenizedSample
+from eagle3cli.draft.vocab import VOCAB_MAP_FILE, build_vocab_map, save_vocab_map
 from eagle3cli.dump.compute import HostTransfer, batch_token_budget, compute_dtype, compute_samples
 from eagle3cli.dump.distributed import Processes, collectively, processes_from_env
 from eagle3cli.dump.manifest import (
@@ -54,7 +55,7 @@ from eagle3cli.dump.prefetch import prefetched
 from eagle3cli.dump.shard_file import DUMP_DTYPES, HiddenSample
 from eagle3cli.dump.target import DumpTarget, manifest_header, prepare_target
 from eagle3cli.dump.vllm_states import VllmStates
-from eagle3cli.dump.vocab_counts import write_vocab_map
+from eagle3cli.dump.vocab_counts import total_loss_token_counts
 from eagle3cli.dump.writer import ShardWriter
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.outputs import claimed_output_dir
@@ -84,12 +85,8 @@ class DumpSummary:
     num_shards: int
     num_shards_resumed: int
     num_shards_written: int
-    num_samples_written: int
     num_tokens_written: int
-    num_bytes_written: int
-    num_skipped_without_loss: int
     num_truncated: int
-    num_bad_records_skipped: int
     elapsed_s: float
     manifest: dict[str, Any] = field(repr=False)
 
@@ -168,14 +165,11 @@ class WriteResult:
     """What this process wrote."""
 
     num_shards: int = 0
-    num_samples: int = 0
     num_tokens: int = 0
-    num_bytes: int = 0
-    num_skipped_without_loss: int = 0
     num_truncated: int = 0
 
 
-class HFStates:
+class HFStates(AbstractContextManager["HFStates"]):
     """The target in this process (transformers) on this process's device, in the dump's
     compute dtype (bfloat16 for a float8 dump)."""
 
@@ -187,9 +181,6 @@ class HFStates:
         self.aux_layer_ids = target.draft.aux_layer_ids
         self.transfer = HostTransfer(device)
         self.batch_tokens = batch_token_budget(config.batch_tokens, device)
-
-    def __enter__(self) -> HFStates:
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -241,12 +232,7 @@ def write_pending(
                 shard, samples, num_skipped_without_loss=tokenized.num_skipped_without_loss, ready=model.fence()
             )
             result.num_truncated += tokenized.num_truncated
-    for record in writer.records:
-        result.num_shards += 1
-        result.num_samples += record.num_samples
-        result.num_tokens += record.num_tokens
-        result.num_bytes += record.num_bytes
-        result.num_skipped_without_loss += record.num_skipped_without_loss
+    result.num_shards, result.num_tokens = len(writer.records), sum(record.num_tokens for record in writer.records)
     return result
 
 
@@ -285,7 +271,8 @@ def finish_output(directory: Path, header: dict[str, Any], plan: LocalPlan, targ
             hint="rerun the same command to compute them",
         )
     complete = [record for record in records if record is not None]
-    write_vocab_map(directory, complete, vocab_size=target.spec.vocab_size, draft_vocab_size=target.draft.draft_vocab_size)
+    counts = total_loss_token_counts(directory, complete, target.spec.vocab_size)
+    save_vocab_map(directory / VOCAB_MAP_FILE, build_vocab_map(counts, target.draft.draft_vocab_size))
     write_manifest(directory, header, complete, bad_records=plan.bad_records)
 
 
@@ -296,19 +283,5 @@ def summarize(
     manifest = read_manifest(directory)
     if manifest is None:
         raise Eagle3Error(f"{directory / 'manifest.json'} disappeared during the run")
-    return DumpSummary(
-        output_dir=directory,
-        world_size=processes.world_size,
-        rank=processes.rank,
-        num_shards=plan.num_shards,
-        num_shards_resumed=plan.num_resumed,
-        num_shards_written=written.num_shards,
-        num_samples_written=written.num_samples,
-        num_tokens_written=written.num_tokens,
-        num_bytes_written=written.num_bytes,
-        num_skipped_without_loss=written.num_skipped_without_loss,
-        num_truncated=written.num_truncated,
-        num_bad_records_skipped=int(plan.bad_records.get("count", 0)),
-        elapsed_s=elapsed_s,
-        manifest=manifest,
-    )
+    return DumpSummary(directory, processes.world_size, processes.rank, plan.num_shards, plan.num_resumed, written.num_shards,
+                       written.num_tokens, written.num_truncated, elapsed_s, manifest)

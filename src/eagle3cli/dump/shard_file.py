@@ -67,6 +67,19 @@ class HiddenSample:
     aux_scale: torch.Tensor | None = None  # [T, 3] float32, float8 dumps only
     last_scale: torch.Tensor | None = None  # [T, 1] float32, float8 dumps only
 
+    @classmethod
+    def of(cls, sample: Any, aux_hidden: torch.Tensor, last_hidden: torch.Tensor,
+           aux_scale: torch.Tensor | None = None, last_scale: torch.Tensor | None = None) -> HiddenSample:
+        """A tokenised sample's ids and loss mask (stored int32 / uint8) with its states."""
+        return cls(sample.sample_index, sample.sample_id, torch.tensor(sample.input_ids, dtype=torch.int32),
+                   torch.tensor(sample.loss_mask, dtype=torch.uint8), aux_hidden, last_hidden, aux_scale, last_scale)
+
+    @classmethod
+    def rows(cls, tensor: Callable[[str], Any], sample_index: int, sample_id: str, start: int, end: int, *, scaled: bool) -> HiddenSample:
+        """Token rows ``[start, end)`` of a shard whose tensor ``name`` is ``tensor(name)`` (a tensor or a lazy slice)."""
+        names = ("input_ids", "loss_mask", "aux_hidden", "last_hidden", *(("aux_scale", "last_scale") if scaled else ()))
+        return cls(sample_index, sample_id, **{name: tensor(name)[start:end] for name in names})
+
     @property
     def num_tokens(self) -> int:
         return self.input_ids.numel()
@@ -291,16 +304,6 @@ def split_samples(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) ->
     """The samples of a checked shard (views into its tensors)."""
     offsets = tensors["sample_offsets"].tolist()
     sample_ids = json.loads(metadata["sample_ids"])
-    return [
-        HiddenSample(
-            sample_index=int(tensors["sample_indices"][i]),
-            sample_id=sample_ids[i],
-            input_ids=tensors["input_ids"][start:end],
-            loss_mask=tensors["loss_mask"][start:end],
-            aux_hidden=tensors["aux_hidden"][start:end],
-            last_hidden=tensors["last_hidden"][start:end],
-            aux_scale=tensors["aux_scale"][start:end] if "aux_scale" in tensors else None,
-            last_scale=tensors["last_scale"][start:end] if "last_scale" in tensors else None,
-        )
-        for i, (start, end) in enumerate(zip(offsets, offsets[1:]))
-    ]
+    scaled = "aux_scale" in tensors
+    return [HiddenSample.rows(tensors.__getitem__, int(tensors["sample_indices"][i]), sample_ids[i], start, end, scaled=scaled)
+            for i, (start, end) in enumerate(zip(offsets, offsets[1:]))]

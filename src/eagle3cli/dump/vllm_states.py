@@ -198,13 +198,4 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         if dtype == FP8:
             aux_hidden, aux_scale = quantize(aux_hidden, NUM_AUX_STATES)
             last_hidden, last_scale = quantize(last_hidden, 1)
-        return HiddenSample(
-            sample_index=sample.sample_index,
-            sample_id=sample.sample_id,
-            input_ids=torch.tensor(sample.input_ids, dtype=torch.int32),
-            loss_mask=torch.tensor(sample.loss_mask, dtype=torch.uint8),
-            aux_hidden=aux_hidden.to(dtype),
-            last_hidden=last_hidden.to(dtype),
-            aux_scale=aux_scale,
-            last_scale=last_scale,
-        )
+        return HiddenSample.of(sample, aux_hidden.to(dtype), last_hidden.to(dtype), aux_scale, last_scale)

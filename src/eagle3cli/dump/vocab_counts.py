@@ -1,4 +1,4 @@
-"""The vocab map of a dump, built from every shard's loss-masked token counts.
+"""The loss-masked token counts of a dump (its vocab map is built from them), summed over its shards.
 
 Each shard stores the counts of its own samples (``loss_token_ids``/``loss_token_counts``),
 so the map built at the end of a run is the same whether the shards were written in one run,
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from eagle3cli.draft.vocab import VOCAB_MAP_FILE, VocabMap, build_vocab_map, save_vocab_map
 from eagle3cli.dump.manifest import ShardRecord
 from eagle3cli.errors import Eagle3Error
 
@@ -33,12 +32,3 @@ def total_loss_token_counts(directory: Path, records: Sequence[ShardRecord], voc
             )
         counts.index_add_(0, token_ids, token_counts)
     return counts
-
-
-def write_vocab_map(
-    directory: Path, records: Sequence[ShardRecord], *, vocab_size: int, draft_vocab_size: int
-) -> VocabMap:
-    """Build the map from all shards' counts and save it as ``vocab_map.safetensors``."""
-    vocab_map = build_vocab_map(total_loss_token_counts(directory, records, vocab_size), draft_vocab_size)
-    save_vocab_map(Path(directory) / VOCAB_MAP_FILE, vocab_map)
-    return vocab_map

@@ -61,17 +61,14 @@ def save_shard(
 
 
 class ShardWriter:
-    """Saves shards in background threads, at most ``num_threads`` at once; a context manager."""
+    """Saves shards in background threads, at most ``NUM_WRITER_THREADS`` at once; a context manager."""
 
-    def __init__(
-        self, directory: Path, *, hidden_size: int, dtype: torch.dtype, num_threads: int = NUM_WRITER_THREADS
-    ) -> None:
+    def __init__(self, directory: Path, *, hidden_size: int, dtype: torch.dtype) -> None:
         self.directory = Path(directory)
         self.hidden_size = hidden_size
         self.dtype = dtype
-        self.num_threads = num_threads
         self.records: list[ShardRecord] = []
-        self._executor = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="shard-writer")
+        self._executor = ThreadPoolExecutor(max_workers=NUM_WRITER_THREADS, thread_name_prefix="shard-writer")
         self._pending: deque[Future[ShardRecord]] = deque()
 
     def submit(
@@ -82,8 +79,8 @@ class ShardWriter:
         num_skipped_without_loss: int,
         ready: Callable[[], None],
     ) -> None:
-        """Queue a shard; when ``num_threads`` are busy, first wait for the oldest (its errors surface here)."""
-        while len(self._pending) >= self.num_threads:
+        """Queue a shard; when every thread is busy, first wait for the oldest (its errors surface here)."""
+        while len(self._pending) >= NUM_WRITER_THREADS:
             self.records.append(self._pending.popleft().result())
         self._pending.append(self._executor.submit(
             save_shard, self.directory, shard, samples, num_skipped_without_loss=num_skipped_without_loss,

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from eagle3cli.errors import Eagle3Error
 
@@ -36,7 +36,6 @@ def cache_keyword(model: nn.Module) -> str:
     """``"cache"`` or ``"past_key_values"``: the name this transformers version uses."""
     parameters = inspect.signature(model.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
-
 
 
 class RaggedLayer:
@@ -53,10 +52,7 @@ class RaggedLayer:
         if buffer is not None and capacity <= buffer.shape[2] and num_rows == buffer.shape[0]:
             return
         old_capacity = 0 if buffer is None else buffer.shape[2]
-        if capacity > old_capacity:
-            capacity = max(capacity, 2 * old_capacity, MIN_CAPACITY)
-        else:
-            capacity = old_capacity
+        capacity = max(capacity, 2 * old_capacity, MIN_CAPACITY) if capacity > old_capacity else old_capacity
         shape = (num_rows, num_heads, capacity, head_dim)
         keys = torch.zeros(shape, dtype=self.cache.storage_dtype, device=device)
         values = torch.zeros(shape, dtype=self.cache.storage_dtype, device=device)
@@ -107,16 +103,12 @@ class RaggedCache:
 
     def hf_cache(self):
         """This cache behind transformers' ``Cache`` interface, for one decode step."""
-        from transformers import DynamicCache
-
         cache = DynamicCache()
         cache.layers = [_hf_layer(layer) for layer in self.layers]
         return cache
 
 
 def _hf_layer(ragged: RaggedLayer):
-    from transformers.cache_utils import DynamicLayer
-
     class HfRaggedLayer(DynamicLayer):
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
             self.device = key_states.device
@@ -136,8 +128,6 @@ def _hf_layer(ragged: RaggedLayer):
 
 def has_sliding_window(config: Any) -> bool:
     """Whether a model with ``config`` has sliding-window attention layers (as its own cache sees them)."""
-    from transformers.cache_utils import DynamicCache
-
     return any(layer.is_sliding for layer in DynamicCache(config=config).layers)
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.target.hub import reading_weights, resolve_model_dir
@@ -34,11 +33,6 @@ def suggest_key(name: str, candidates: list[str]) -> str | None:
         return min(suffix_matches, key=len)
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return close[0] if close else None
-
-
-def default_lm_head_key(target_config: Mapping[str, Any], embed_key: str = DEFAULT_EMBED_KEY) -> str:
-    """``lm_head.weight``, or the embedding key when the target ties its embeddings."""
-    return embed_key if target_config.get("tie_word_embeddings") else DEFAULT_LM_HEAD_KEY
 
 
 def safetensors_key_map(model_dir: Path) -> dict[str, Path]:
@@ -108,5 +102,5 @@ def read_lm_head(
     if lm_head_key is None:
         config_path = resolve_model_dir(str(model)) / "config.json"
         target_config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        lm_head_key = default_lm_head_key(target_config, embed_key)
+        lm_head_key = embed_key if target_config.get("tie_word_embeddings") else DEFAULT_LM_HEAD_KEY
     return read_target_tensor(model, lm_head_key, option="--lm-head-key")

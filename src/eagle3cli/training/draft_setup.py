@@ -129,20 +129,13 @@ def init_vocab_map(source: Eagle3DraftModel) -> VocabMap:
     return VocabMap(d2t=source.d2t.clone(), t2d=source.t2d.clone())
 
 
-def shared_vocab_map(
-    output_dir: Path,
-    config: DraftConfig,
-    *,
-    is_main_process: bool,
-    wait_for_everyone: Callable[[], None],
-    compute: Callable[[], VocabMap],
-) -> VocabMap:
+def shared_vocab_map(output_dir: Path, config: DraftConfig, accelerator: Any, compute: Callable[[], VocabMap]) -> VocabMap:
     """The run's frozen vocabulary map: read from ``output_dir`` when a previous run wrote it,
     else computed by process 0 only, written, and read back by every process."""
     path = output_dir / VOCAB_MAP_FILE
-    if not path.is_file() and is_main_process:
+    if not path.is_file() and accelerator.is_main_process:
         vocab_map = compute()
         save_vocab_map(path, vocab_map)
         logger.info("vocabulary map of %d draft tokens written to %s", vocab_map.draft_vocab_size, path)
-    wait_for_everyone()
+    accelerator.wait_for_everyone()
     return load_vocab_map(path, vocab_size=config.vocab_size, draft_vocab_size=config.draft_vocab_size)

@@ -23,12 +23,6 @@ logger = logging.getLogger("eagle3cli.training")
 METRICS_FILE = "metrics.jsonl"
 
 
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    return str(datetime.timedelta(seconds=int(seconds)))
-
-
 def log_line(step: int, total_steps: int, metrics: dict[str, float], *, prefix: str = "step") -> str:
     """The fixed-format line for ``metrics`` (train: lr/tok/s/eta present; eval: absent)."""
     width = max(5, len(str(total_steps)))
@@ -43,7 +37,8 @@ def log_line(step: int, total_steps: int, metrics: dict[str, float], *, prefix: 
     if "tokens_per_s" in metrics:
         parts.append(f"tok/s {metrics['tokens_per_s']:.0f}")
     if "eta_s" in metrics:
-        parts.append(f"eta {format_duration(metrics['eta_s'])}")
+        eta = metrics["eta_s"]
+        parts.append(f"eta {datetime.timedelta(seconds=int(eta)) if math.isfinite(eta) else '?'}")
     return " | ".join(parts)
 
 

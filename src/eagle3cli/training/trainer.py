@@ -15,6 +15,7 @@ vocabulary map is counted. Everything else is here:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -233,7 +234,8 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
         write_resolved_config(config, output_dir)
         atomic_write_json(output_dir / RUN_RECORD_FILE, run_record)
     accelerator.wait_for_everyone()
-    vocab_map = run_vocab_map(output_dir, inputs, accelerator, init)
+    count = inputs.count_vocab_map if init is None else functools.partial(init_vocab_map, init)  # a fine-tune keeps its map
+    vocab_map = shared_vocab_map(output_dir, inputs.draft_config, accelerator, count)
     target_head = TargetHead.split(inputs.lm_head, vocab_map.t2d.to(inputs.lm_head.device))
     inputs.lm_head = None  # the split holds its rows; the full matrix (~1 GiB for an 8B target) is let go
     head = (target_head.draft_rows, inputs.final_norm) if config.init_head_from_target else None
@@ -261,16 +263,6 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     cursor.enter_epoch(state.epoch_data)
     return Run(config, output_dir, accelerator, module, optimizer, scheduler, inputs, inputs.draft_config,
                target_head, state, total_steps, cursor, reporter)
-
-
-def run_vocab_map(output_dir: Path, inputs: TrainingInputs, accelerator: Any, init: Eagle3DraftModel | None) -> VocabMap:
-    count = inputs.count_vocab_map
-    if init is not None:
-        count = lambda: init_vocab_map(init)  # noqa: E731  # fine-tune keeps its map
-    return shared_vocab_map(
-        output_dir, inputs.draft_config, is_main_process=accelerator.is_main_process,
-        wait_for_everyone=accelerator.wait_for_everyone, compute=count,
-    )
 
 
 def previous_record(output_dir: Path, name: str) -> dict[str, Any] | None:
