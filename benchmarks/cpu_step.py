@@ -10,8 +10,8 @@ checkpoint (default: the quickstart's), after one MT-bench prompt:
 4. the baseline loop (``baseline_generate``, 64 tokens) against a bare loop of one-token
    forwards and argmax over the same context.
 
-Weights are laid out as ``eagle3 bench`` lays them on a CPU (column-major; ``--row-major``
-keeps them as loaded).
+Weights are laid out as ``eagle3 bench`` lays them on a CPU (``--layout packed``, oneDNN's
+packed products; ``column`` and ``row`` give the earlier layouts).
 
 Figures are medians over repeats; comparisons alternate their variants round by round.
 
@@ -33,7 +33,7 @@ from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
 from eagle3cli.decoding.generate import draft_step_tree, extend_context, speculative_step, tree_inputs
-from eagle3cli.decoding.layout import column_major_linears
+from eagle3cli.decoding.layout import column_major_linears, pack_linears
 from eagle3cli.decoding.state import DecodingState
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.draft.checkpoint import load_checkpoint
@@ -54,16 +54,18 @@ def medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str
     return {name: (statistics.median(values), min(values), max(values)) for name, values in times.items()}
 
 
-def load_models(target_dir: Path, draft_dir: Path, column_major: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The float32 target and the draft sharing its embedding, as ``eagle3 bench`` loads them on a
-    CPU (``column_major``: weights re-laid as bench does)."""
+LAYOUTS = {"row": lambda module: 0, "column": column_major_linears, "packed": pack_linears}
+
+
+def load_models(target_dir: Path, draft_dir: Path, layout: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The float32 target and the draft sharing its embedding, their weights in ``layout``:
+    ``row`` as loaded, ``column`` column-major, ``packed`` for oneDNN (what ``eagle3 bench`` does)."""
     model = load_pretrained(target_dir, dtype=torch.float32, device_map="cpu")
     embedding = model.get_input_embeddings()
     draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach()).eval()
     draft.embed_tokens = embedding
-    if column_major:
-        column_major_linears(model)
-        column_major_linears(draft)
+    if layout != "row" and not (LAYOUTS[layout](model) and LAYOUTS[layout](draft)):
+        raise SystemExit(f"layout {layout}: nothing re-laid (no oneDNN in this torch?)")
     return model, draft
 
 
@@ -145,10 +147,10 @@ def main() -> None:
     parser.add_argument("--draft", type=Path, default=Path("runs/smollm2-quickstart/draft/final"))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one 16-node step")
-    parser.add_argument("--row-major", action="store_true", help="keep the weights row-major, as loaded")
+    parser.add_argument("--layout", choices=LAYOUTS, default="packed", help="weight layout (default: as eagle3 bench)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model, draft = load_models(args.target, args.draft, column_major=not args.row_major)
+    model, draft = load_models(args.target, args.draft, args.layout)
     tokenizer = load_tokenizer(str(args.target))
     target = HFTarget(model, draft.config.aux_layer_ids)
     prompt = mt_bench_prompt(tokenizer, read_question_file(bundled_question_file("mt_bench"))[0])

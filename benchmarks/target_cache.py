@@ -114,9 +114,9 @@ def main() -> None:
     parser = generation_parser(__doc__)
     parser.add_argument("--skip-forwards", action="store_true", help="only the whole generations")
     parser.add_argument("--caches", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--row-major", action="store_true", help="keep nn.Linear's row-major weights (as before the layout change)")
+    parser.add_argument("--layout", choices=("row", "column", "packed"), default="packed", help="weight layout (row: as before the layout change)")
     args = parser.parse_args()
-    model, draft = load_models(args.target, args.draft, column_major=not args.row_major)
+    model, draft = load_models(args.target, args.draft, args.layout)
     tokenizer = load_tokenizer(str(args.target))
     headroom = args.max_new_tokens + 64  # the answer, a tree of 16 and the step's accepted tokens
     targets = {name: make_target(name, model, draft.config.aux_layer_ids, headroom) for name in sorted(set(args.caches) | {"dynamic"})}

@@ -104,14 +104,18 @@ def test_noisy_oracle_tree_walks_deep_paths(family):
     assert result.stats.mean_accept_length > 2.0
 
 
-def test_column_major_weights_keep_outputs_and_tied_embeddings():
-    """decoding.layout: same logits, every float32 Linear weight column-major, a tied head
-    still shares the embedding, and speculative decoding on re-laid models stays exact."""
+@pytest.mark.parametrize("layout", ["column-major", "onednn-packed"])
+def test_cpu_weight_layouts_keep_outputs_and_tied_embeddings(layout: str):
+    """decoding.layout: same logits, every float32 Linear re-laid (column-major) or packed for
+    oneDNN, a tied head still shares the embedding, and speculative decoding on the re-laid
+    models stays exact."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from builders.models import tiny_config_kwargs
-    from eagle3cli.decoding.layout import column_major_linears
+    from eagle3cli.decoding.layout import PackedLinear, column_major_linears, pack_linears, packing_available
 
+    if layout == "onednn-packed" and not packing_available():
+        pytest.skip("this torch has no oneDNN packed linear product")
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**{**tiny_config_kwargs(VOCAB), "tie_word_embeddings": True})).eval()
     draft = random_draft(model, 48)
@@ -119,13 +123,16 @@ def test_column_major_weights_keep_outputs_and_tied_embeddings():
     with torch.inference_mode():
         before = [model(input_ids[:, :length]).logits for length in (1, 4, 16)]
     linears = {id(module.weight) for module in model.modules() if isinstance(module, torch.nn.Linear)}
-    assert column_major_linears(model) == len(linears) == 4 * 7 + 1  # q k v o gate up down per layer, the head
-    assert column_major_linears(model) == 0  # already column-major
-    assert column_major_linears(draft) > 0
+    relay = column_major_linears if layout == "column-major" else pack_linears
+    assert relay(model) == len(linears) == 4 * 7 + 1  # q k v o gate up down per layer, the head
+    assert relay(model) == 0  # already done
+    assert relay(draft) > 0
     for module in (*model.modules(), *draft.modules()):
-        if isinstance(module, torch.nn.Linear):
+        if layout == "column-major" and isinstance(module, torch.nn.Linear):
             assert module.weight.stride() == (1, module.out_features)
+        assert layout == "column-major" or type(module) is not torch.nn.Linear
     assert model.lm_head.weight is model.get_input_embeddings().weight
+    assert layout == "column-major" or isinstance(model.lm_head, PackedLinear)
     with torch.inference_mode():
         after = [model(input_ids[:, :length]).logits for length in (1, 4, 16)]
     for a, b in zip(before, after):

@@ -26,7 +26,7 @@ from eagle3cli.config import BenchConfig
 from eagle3cli.configfile import write_resolved_config
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, generate
-from eagle3cli.decoding.layout import column_major_linears
+from eagle3cli.decoding.layout import cpu_linears
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
@@ -70,8 +70,8 @@ def bench_target(config: BenchConfig) -> TargetSpec:
 def load_models(config: BenchConfig) -> BenchModels:
     """Target from ``base_model_path``; the draft (reusing the target's embedding) when needed.
     The chat template and the draft are checked before the target's weights are loaded. On a
-    CPU, float32 weight matrices are stored column-major (``decoding.layout``), for baseline and
-    eagle alike."""
+    CPU, float32 weight matrices are packed for oneDNN, or else stored column-major
+    (``decoding.layout``), for baseline and eagle alike."""
     from eagle3cli.draft.checkpoint import build_draft, check_fits_target
     from eagle3cli.target.hub import resolve_model_dir
 
@@ -96,7 +96,7 @@ def load_models(config: BenchConfig) -> BenchModels:
     if device.type == "cpu":
         for module in (model, draft):
             if module is not None:
-                column_major_linears(module)
+                cpu_linears(module)
     return BenchModels(HFTarget(model, aux_layer_ids), draft, target.tokenizer, device)
 
 
@@ -234,7 +234,7 @@ def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfi
         "device": hardware().get("gpu") if models.device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "dtype": str(next(models.draft.parameters()).dtype),
         "head_dtype": str(models.draft.lm_head.weight.dtype),
-        "head_strides": list(models.draft.lm_head.weight.stride()),  # the weight layout (decoding.layout)
+        "head_layout": [type(models.draft.lm_head).__name__, list(models.draft.lm_head.weight.stride())],  # decoding.layout
     }
     measure = lambda candidate: calibration_speed(models, question, candidate)  # noqa: E731
     choice = tree_choice.choose_tree(config, facts, models.device.type == "cuda", measure)
