@@ -41,7 +41,8 @@ class QuestionResult:
     def answer_record(self, model_id: str) -> dict[str, Any]:
         """The EAGLE/FastChat answer-file record."""
         choice = {"index": 0, "turns": [turn.text for turn in self.turns]}
-        choice |= {name: [getattr(turn, name) for turn in self.turns] for name in ("new_tokens", "wall_time", "accept_lengths", "token_ids")}
+        for name in ("new_tokens", "wall_time", "accept_lengths", "token_ids"):
+            choice[name] = [getattr(turn, name) for turn in self.turns]
         return {"question_id": self.question_id, "answer_id": uuid.uuid4().hex, "model_id": model_id,
                 "choices": [choice], "tstamp": time.time()}
 

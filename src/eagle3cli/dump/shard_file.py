@@ -75,7 +75,9 @@ class HiddenSample:
                    torch.tensor(sample.loss_mask, dtype=torch.uint8), aux_hidden, last_hidden, aux_scale, last_scale)
 
     @classmethod
-    def rows(cls, tensor: Callable[[str], Any], sample_index: int, sample_id: str, start: int, end: int, *, scaled: bool) -> HiddenSample:
+    def rows(
+        cls, tensor: Callable[[str], Any], sample_index: int, sample_id: str, start: int, end: int, *, scaled: bool
+    ) -> HiddenSample:
         """Token rows ``[start, end)`` of a shard whose tensor ``name`` is ``tensor(name)`` (a tensor or a lazy slice)."""
         names = ("input_ids", "loss_mask", "aux_hidden", "last_hidden", *(("aux_scale", "last_scale") if scaled else ()))
         return cls(sample_index, sample_id, **{name: tensor(name)[start:end] for name in names})
