@@ -19,7 +19,7 @@ import time
 import torch
 from transformers import StaticCache
 
-from cpu_step import alternating_generations, generation_parser, load_models
+from cpu_step import LAYOUTS, alternating_generations, generation_parser, load_models
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.generate import draft_step_tree, extend_context, tree_inputs
@@ -114,7 +114,7 @@ def main() -> None:
     parser = generation_parser(__doc__)
     parser.add_argument("--skip-forwards", action="store_true", help="only the whole generations")
     parser.add_argument("--caches", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--layout", choices=("row", "column", "packed"), default="packed", help="weight layout (row: as before the layout change)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="packed", help="weight layout (row: as before the layout change)")
     args = parser.parse_args()
     model, draft = load_models(args.target, args.draft, args.layout)
     tokenizer = load_tokenizer(str(args.target))

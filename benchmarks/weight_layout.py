@@ -46,8 +46,8 @@ def products(model_config, draft_vocab: int, rounds: int, layouts: list[str]) ->
         column, packed = weight.t().contiguous().t(), PackedLinear(linear) if "packed" in layouts else None
         for rows in (1, 4, 16, 60, 256):
             x = torch.randn(1, rows, in_features)
-            products = {"row": lambda: F.linear(x, weight), "column": lambda: F.linear(x, column), "packed": lambda: packed(x)}
-            figures = medians({layout: products[layout] for layout in layouts}, rounds)
+            product_in = {"row": lambda: F.linear(x, weight), "column": lambda: F.linear(x, column), "packed": lambda: packed(x)}
+            figures = medians({layout: product_in[layout] for layout in layouts}, rounds)
             times = [figures[layout][0] for layout in layouts]
             cells = " | ".join(f"{value * 1e3:.2f}" for value in times)
             print(f"| {name} {out_features} x {in_features} | {rows} | {cells} | {times[-1] / times[0]:.2f} |")

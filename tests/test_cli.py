@@ -226,7 +226,7 @@ def non_default(name: str, field) -> object:
         return next(value for value in values if value not in (default, "pytorch", "pytorch_tts"))
     if kind is bool:
         return not default
-    if isinstance(default, float) or (kind is str and isinstance(default, float)):
+    if isinstance(default, float):
         return default / 2 if default else 0.25
     if isinstance(default, int) or kind is int:
         return (default or 2) + 1
@@ -250,9 +250,8 @@ def test_every_setting_means_the_same_as_a_flag_and_as_a_config_key(
 ) -> None:
     """For each field: ``--field-name VALUE`` and ``field_name: VALUE`` in --config give one config,
     and the value arrives (the flag is not silently another setting, nor the key ignored)."""
-    import json
-
     import importlib
+    import json
 
     import eagle3cli.config as configs
     from eagle3cli import configfile

@@ -74,16 +74,13 @@ def pack_linears(module: torch.nn.Module) -> int:
     for owner in list(module.modules()):
         for name, child in list(owner.named_children()):
             if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu":
-                setattr(owner, name, PackedLinear(child.eval()))
+                setattr(owner, name, PackedLinear(child))
                 count += 1
     return count
 
 
-def cpu_linears(module: torch.nn.Module) -> str:
+def cpu_linears(module: torch.nn.Module) -> None:
     """Lay out ``module``'s float32 linear weights for CPU decoding: packed for oneDNN where
-    torch has it, else column-major. Returns which (``"onednn-packed"`` or ``"column-major"``)."""
-    if packing_available():
-        pack_linears(module)
-        return "onednn-packed"
-    column_major_linears(module)
-    return "column-major"
+    torch has it, else column-major."""
+    if not pack_linears(module):
+        column_major_linears(module)
