@@ -68,13 +68,15 @@ def test_bench_both_modes_end_to_end(qwen3_target_dir: Path, random_draft_dir: P
         assert spec["choices"][0]["turns"] == plain["choices"][0]["turns"]
         assert all(sum(lengths) + 1 == new for lengths, new in zip(spec["choices"][0]["accept_lengths"], spec["choices"][0]["new_tokens"]))
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"settings", "hardware", "modes", "categories", "speedup"}
+    assert set(summary) == {"settings", "hardware", "modes", "categories", "speedup", "identical_turns"}
     assert summary["modes"]["eagle"]["tau"] >= 1.0 and summary["speedup"] > 0
+    assert summary["identical_turns"] == 4
     assert set(summary["categories"]) == {"writing"}
     assert summary["settings"]["total_token"] == 60 and summary["settings"]["num_questions"] == 2
     assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "config.json").read_text())["model_id"] == "tiny"
     assert "speed-up" in result.stdout
+    assert "greedy answers token-identical to baseline: 4 of 4 turns" in result.stdout
     assert "Loading weights" not in result.stderr  # transformers' own bar stays out of the command's output
 
 
@@ -196,6 +198,19 @@ def test_report_figures() -> None:
     assert summary["categories"]["math"]["speedup"] == pytest.approx(2.5)
     with pytest.raises(Eagle3Error, match="different questions"):
         summarize({"eagle": eagle, "baseline": [QuestionResult(2, "math", [])]}, {}, {})
+    assert "identical_turns" not in summary  # no temperature in the settings: not a greedy run
+
+
+def test_greedy_summary_counts_turns_identical_to_baseline() -> None:
+    def results(*token_ids: list[int]) -> list[QuestionResult]:
+        return [QuestionResult(1, "math", [TurnResult("a", len(ids), 1.0, [1], ids) for ids in token_ids])]
+
+    baseline = results([5, 6, 7], [8, 9])
+    greedy = {"temperature": 0.0}
+    assert summarize({"eagle": results([5, 6, 7], [8, 9]), "baseline": baseline}, greedy, {})["identical_turns"] == 2
+    assert summarize({"eagle": results([5, 6, 7], [8, 3]), "baseline": baseline}, greedy, {})["identical_turns"] == 1
+    assert summarize({"eagle": results([5, 6, 7], []), "baseline": baseline}, greedy, {})["identical_turns"] is None
+    assert "identical_turns" not in summarize({"eagle": results([5], [8]), "baseline": baseline}, {"temperature": 1.0}, {})
 
 
 def test_vllm_backend_flags_reach_the_vllm_runner(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,7 +84,18 @@ def summarize(modes: dict[str, list[QuestionResult]], settings: dict[str, Any], 
         summary["speedup"] = speedup(summary["modes"]["eagle"], summary["modes"]["baseline"])
         for figures in summary["categories"].values():
             figures["speedup"] = speedup(figures["eagle"], figures["baseline"])
+        if settings.get("temperature") == 0:
+            summary["identical_turns"] = identical_turns(modes["eagle"], modes["baseline"])
     return summary
+
+
+def identical_turns(eagle: list[QuestionResult], baseline: list[QuestionResult]) -> int | None:
+    """At T = 0: how many turns' eagle tokens equal the baseline's (lossless decoding: all of
+    them); ``None`` when the answers carry no token ids."""
+    pairs = [(a.token_ids, b.token_ids) for x, y in zip(eagle, baseline) for a, b in zip(x.turns, y.turns)]
+    if not all(a and b for a, b in pairs):
+        return None
+    return sum(a == b for a, b in pairs)
 
 
 def by_category(results: list[QuestionResult]) -> dict[str, list[QuestionResult]]:

@@ -93,6 +93,9 @@ def print_summary(summary: dict[str, Any], modes: list[str], output_dir: Path) -
         tau = figures.get("eagle", {}).get("tau")
         table.add_row(name, *speeds, f"{tau:.2f}" if tau else "-", f"{speedup:.2f}x" if speedup else "-")
     stdout.print(table)
+    if summary.get("identical_turns") is not None:
+        stdout.print(f"greedy answers token-identical to baseline: {summary['identical_turns']} of "
+                     f"{summary['modes']['eagle']['num_turns']} turns")
     if "tree_choice" in summary["settings"]:
         stdout.print(summary["settings"]["tree_choice"])
     stdout.print(f"answers and summary.json in {output_dir}")
