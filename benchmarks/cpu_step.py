@@ -57,12 +57,13 @@ def medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str
 LAYOUTS = {"row": lambda module: 0, "column": column_major_linears, "packed": pack_linears}
 
 
-def load_models(target_dir: Path, draft_dir: Path, layout: str) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The float32 target and the draft sharing its embedding, their weights in ``layout``:
-    ``row`` as loaded, ``column`` column-major, ``packed`` for oneDNN (what ``eagle3 bench`` does)."""
-    model = load_pretrained(target_dir, dtype=torch.float32, device_map="cpu")
+def load_models(target_dir: Path, draft_dir: Path, layout: str, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The target and the draft sharing its embedding, both in ``dtype``, their weights in
+    ``layout``: ``row`` as loaded, ``column`` column-major, ``packed`` for oneDNN (what
+    ``eagle3 bench`` does)."""
+    model = load_pretrained(target_dir, dtype=dtype, device_map="cpu")
     embedding = model.get_input_embeddings()
-    draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach()).eval()
+    draft = load_checkpoint(draft_dir, embed_tokens=embedding.weight.detach()).to(dtype).eval()
     draft.embed_tokens = embedding
     if layout != "row" and not (LAYOUTS[layout](model) and LAYOUTS[layout](draft)):
         raise SystemExit(f"layout {layout}: nothing re-laid (no oneDNN in this torch?)")

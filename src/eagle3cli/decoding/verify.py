@@ -49,9 +49,11 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
 
 
 def target_choices(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """The target's token after each row of ``logits [..., V]``: argmax, or a draw at ``temperature > 0``."""
+    """The target's token after each row of ``logits [..., V]``: argmax, or a draw at ``temperature > 0``.
+    The argmax runs in float32 (exact for half-precision logits, same first index on ties): a
+    CPU's bf16 argmax is ~5x slower (1.3 ms over a 16-node tree of a 49k vocabulary)."""
     if config.greedy:
-        return logits.argmax(dim=-1)
+        return logits.float().argmax(dim=-1)
     return sample(sampling_probs(logits, config.temperature, config.top_p), generator)
 
 
