@@ -37,7 +37,7 @@ from eagle3cli.decoding.layout import column_major_linears, pack_linears
 from eagle3cli.decoding.state import DecodingState
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.draft.checkpoint import load_checkpoint
-from eagle3cli.target.loading import load_pretrained
+from eagle3cli.target.loading import load_pretrained, native_bf16
 from eagle3cli.target.hub import load_tokenizer
 
 
@@ -54,7 +54,8 @@ def medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str
     return {name: (statistics.median(values), min(values), max(values)) for name, values in times.items()}
 
 
-LAYOUTS = {"row": lambda module: 0, "column": column_major_linears, "packed": pack_linears}
+LAYOUTS = {"row": lambda module: 0, "column": column_major_linears,
+           "packed": lambda module: pack_linears(module, bf16=native_bf16(torch.device("cpu")))}  # as eagle3 bench
 
 
 def load_models(target_dir: Path, draft_dir: Path, layout: str, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -144,7 +144,7 @@ def test_cpu_weight_layouts_keep_outputs_and_tied_embeddings(layout: str):
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["emulated-bf16", "native-bf16"])
-def test_bf16_linears_are_packed_only_where_the_cpu_multiplies_bf16(native: bool, monkeypatch):
+def test_bf16_linears_are_packed_only_where_the_cpu_multiplies_bf16(native: bool):
     """A bfloat16 Linear is packed for oneDNN where bf16 is native (same product as
     ``F.linear`` to bf16 rounding) and left as it is where bf16 would be emulated; float32
     ones are packed either way."""
@@ -155,13 +155,12 @@ def test_bf16_linears_are_packed_only_where_the_cpu_multiplies_bf16(native: bool
         pytest.skip("this torch has no oneDNN packed linear product")
     if native and not native_bf16(torch.device("cpu")):
         pytest.skip("this CPU has no native bf16 (AVX512-BF16 / AMX)")
-    monkeypatch.setattr(layout, "native_bf16", lambda device: native)
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Linear(64, 96, bias=False).bfloat16(), torch.nn.Linear(96, 32)).eval()
     x = torch.randn(3, 64, dtype=torch.bfloat16)
     with torch.inference_mode():
         expected = module[0](x)
-    assert layout.pack_linears(module) == (2 if native else 1)
+    assert layout.pack_linears(module, bf16=native) == (2 if native else 1)
     assert isinstance(module[1], layout.PackedLinear)
     assert isinstance(module[0], layout.PackedLinear) is native
     with torch.inference_mode():

@@ -96,7 +96,7 @@ def load_models(config: BenchConfig) -> BenchModels:
     if device.type == "cpu":
         for module in (model, draft):
             if module is not None:
-                cpu_linears(module)
+                cpu_linears(module, bf16=native_bf16(device))
     return BenchModels(HFTarget(model, aux_layer_ids), draft, target.tokenizer, device)
 
 

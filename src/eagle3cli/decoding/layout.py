@@ -10,9 +10,9 @@ hundreds of rows cost the same either way, so plain decoding and prefill are una
 Where torch has oneDNN (x86 builds), :func:`pack_linears` goes further: each weight is
 reordered once into oneDNN's blocked layout and multiplied by its packed-product kernel,
 which reads a large matrix over 4-16 rows for little more than over one (SmolLM2's 49152 x
-576 head: 5.6 ms for 16 rows, 14 ms column-major). bfloat16 weights are packed too where the
-CPU multiplies bf16 natively (AVX512-BF16, AMX). :func:`cpu_linears` packs when it can and
-re-lays column-major otherwise.
+576 head: 5.6 ms for 16 rows, 14 ms column-major). bfloat16 weights are packed too when the
+caller says the CPU multiplies bf16 natively (AVX512-BF16, AMX; emulated bf16 is left to
+``F.linear``). :func:`cpu_linears` packs when it can and re-lays column-major otherwise.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from __future__ import annotations
 import functools
 
 import torch
-
-from eagle3cli.target.loading import native_bf16
 
 
 def column_major_linears(module: torch.nn.Module) -> int:
@@ -68,18 +66,13 @@ class PackedLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
-def packed_dtypes() -> tuple[torch.dtype, ...]:
-    """The weight dtypes :func:`pack_linears` packs: float32 where torch has oneDNN, and
-    bfloat16 too where the CPU multiplies it natively (emulated bf16 is left to ``F.linear``)."""
+def pack_linears(module: torch.nn.Module, *, bf16: bool = False) -> int:
+    """Replace every float32 CPU ``nn.Linear`` in ``module`` — and every bfloat16 one when
+    ``bf16`` (the CPU multiplies bf16 natively) — by a :class:`PackedLinear` (when
+    :func:`packing_available`); returns how many."""
     if not packing_available():
-        return ()
-    return (torch.float32, torch.bfloat16) if native_bf16(torch.device("cpu")) else (torch.float32,)
-
-
-def pack_linears(module: torch.nn.Module) -> int:
-    """Replace every CPU ``nn.Linear`` of a :func:`packed_dtypes` dtype in ``module`` by a
-    :class:`PackedLinear`; returns how many."""
-    dtypes = packed_dtypes()
+        return 0
+    dtypes = (torch.float32, torch.bfloat16) if bf16 else (torch.float32,)
     count = 0
     for owner in list(module.modules()):
         for name, child in list(owner.named_children()):
@@ -89,8 +82,8 @@ def pack_linears(module: torch.nn.Module) -> int:
     return count
 
 
-def cpu_linears(module: torch.nn.Module) -> None:
+def cpu_linears(module: torch.nn.Module, *, bf16: bool = False) -> None:
     """Lay out ``module``'s linear weights for CPU decoding: packed for oneDNN where torch has
-    it (float32, and bfloat16 where native), else float32 ones column-major."""
-    if not pack_linears(module):
+    it (float32, and bfloat16 when ``bf16`` says it is native), else float32 ones column-major."""
+    if not pack_linears(module, bf16=bf16):
         column_major_linears(module)
