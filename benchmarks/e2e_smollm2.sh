@@ -21,7 +21,7 @@ OUT=${OUT:-runs/e2e-smollm2}
 NUM_PROMPTS=${NUM_PROMPTS:-3320}            # prompts regenerated (the corpus has 3,320)
 SAMPLE_MAX_TOKENS=${SAMPLE_MAX_TOKENS:-512}  # per answer
 SAMPLE_TEMPERATURE=${SAMPLE_TEMPERATURE:-0}  # 0: the target's greedy answers (what T=0 bench decodes)
-SAMPLE_CONCURRENCY=${SAMPLE_CONCURRENCY:-64}
+SAMPLE_CONCURRENCY=${SAMPLE_CONCURRENCY:-128}     # 700 vs 646 tok/s at 64 (benchmarks/RESULTS.md, AVX512-BF16 machine)
 SAMPLE_ANSWERS=${SAMPLE_ANSWERS:-1}            # answers per prompt (--num-answers; above 1 needs SAMPLE_TEMPERATURE_MIX)
 SAMPLE_TEMPERATURE_MIX=${SAMPLE_TEMPERATURE_MIX:-}   # e.g. "0:1,0.7:1" instead of SAMPLE_TEMPERATURE
 export VLLM_COMPILE=${VLLM_COMPILE:-1}       # compiled server: 302 vs 254 tok/s here (benchmarks/RESULTS.md)
