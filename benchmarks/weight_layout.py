@@ -6,7 +6,7 @@ reordered for oneDNN's packed products (what ``eagle3 bench`` does) — and per 
 ``--dtypes`` (float32; bfloat16 as ``eagle3 bench --dtype bfloat16`` runs, target and draft
 alike), alternating round by round:
 
-1. one weight-matrix product ``F.linear`` for several row counts (the target's MLP and
+1. one weight-matrix product (the linear as that layout lays it) for several row counts (the target's MLP and
    ``lm_head`` shapes, the draft head);
 2. target forwards decode(1) and verify(N) over a drafted tree, one draft tree, one whole
    speculative step (after one MT-bench prompt);
@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import functools
 import statistics
-from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from cpu_step import LAYOUTS, alternating_generations, decode_one, drafting, generation_parser, load_models, medians, mt_bench_prompt, row, verify_tree
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.generate import extend_context, speculative_step
-from eagle3cli.decoding.layout import PackedLinear
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.target.hub import load_tokenizer
 
@@ -44,12 +41,11 @@ def variant_name(layout: str, dtype: torch.dtype, variants: list[tuple[str, torc
     return layout if len({dtype for _, dtype in variants}) == 1 else f"{layout} {str(dtype).removeprefix('torch.')}"
 
 
-def relaid_product(linear: torch.nn.Linear, layout: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``linear``'s product with its weight as stored (``row``), column-major or packed."""
-    if layout == "packed":
-        return PackedLinear(linear)
-    weight = linear.weight.detach()
-    return functools.partial(F.linear, weight=weight.t().contiguous().t() if layout == "column" else weight)
+def relaid_product(linear: torch.nn.Linear, layout: str) -> torch.nn.Module:
+    """``linear`` laid out as ``LAYOUTS[layout]`` lays a model's linears (what the forwards below run)."""
+    owner = torch.nn.Sequential(linear)
+    LAYOUTS[layout](owner)
+    return owner[0]
 
 
 def products(model_config, draft_vocab: int, rounds: int, variants: list[tuple[str, torch.dtype]]) -> None:

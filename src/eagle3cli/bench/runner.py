@@ -70,8 +70,8 @@ def bench_target(config: BenchConfig) -> TargetSpec:
 def load_models(config: BenchConfig) -> BenchModels:
     """Target from ``base_model_path``; the draft (reusing the target's embedding) when needed.
     The chat template and the draft are checked before the target's weights are loaded. On a
-    CPU, float32 weight matrices are packed for oneDNN, or else stored column-major
-    (``decoding.layout``), for baseline and eagle alike."""
+    CPU, float32 weight matrices (and bfloat16 ones where bf16 is native) are packed for oneDNN,
+    or else float32 ones stored column-major (``decoding.layout``), for baseline and eagle alike."""
     from eagle3cli.draft.checkpoint import build_draft, check_fits_target
     from eagle3cli.target.hub import resolve_model_dir
 
