@@ -6,8 +6,8 @@ reordered for oneDNN's packed products (what ``eagle3 bench`` does) — and per 
 ``--dtypes`` (float32; bfloat16 as ``eagle3 bench --dtype bfloat16`` runs, target and draft
 alike), alternating round by round:
 
-1. one weight-matrix product (the linear as that layout lays it) for several row counts (the target's MLP and
-   ``lm_head`` shapes, the draft head);
+1. one weight-matrix product (the linear as that layout lays it) for several row counts
+   (the target's MLP and ``lm_head`` shapes, the draft head);
 2. target forwards decode(1) and verify(N) over a drafted tree, one draft tree, one whole
    speculative step (after one MT-bench prompt);
 3. whole greedy generations on MT-bench first turns, plain and speculative, with tok/s, τ
