@@ -101,6 +101,32 @@ def test_sharegpt_and_ultrachat_are_regenerated_turn_by_turn_as_the_target_answe
             history.append({"role": turn["role"], "content": turn["content"]})
 
 
+def test_a_sampled_answer_to_a_prompt_longer_than_a_batch_share_keeps_the_cpu_server_alive(
+    vllm_python: str, qwen3_tokenizer: PreTrainedTokenizerBase, tmp_path: Path
+) -> None:
+    """A 3,000-token prompt is over vLLM's 2,048-token CPU batch budget: with chunked prefill its
+    seeded (temperature > 0) request would be split, and vLLM 0.32's CPU runner dies rewinding
+    the request's generator. ``eagle3 serve`` turns chunked prefill off on CPU."""
+    target = save_vllm_target(tmp_path / "target", qwen3_tokenizer)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 4096}))
+    prompts = [" ".join(f"{index}-{word}" for word in range(580)) for index in range(2)]
+    assert all(3000 <= len(qwen3_tokenizer(prompt)["input_ids"]) < 4096 - 64 for prompt in prompts)
+    data = write_jsonl(tmp_path / "long.jsonl", [sharegpt(index, prompt) for index, prompt in enumerate(prompts)])
+    server = ServeProcess(vllm_python, target, tmp_path / "logs", max_model_len=4096)
+    server.start()
+    try:
+        result = runner.invoke(app, [
+            "sample", "--data", str(data), "--output-dir", str(tmp_path / "out"), "--base-port", str(server.base_port),
+            "--num-servers", "1", "--max-tokens", "8", "--temperature", "0.8", "--server-down-timeout", "20",
+        ])
+        assert result.exit_code == 0, result.output
+        assert [record["id"] for record in shard_records(tmp_path / "out")] == ["s0", "s1"]
+        assert (tmp_path / "out" / "failed.jsonl").read_text() == "" and server.running
+    finally:
+        server.stop()
+
+
 def test_kill_9_mid_run_restart_and_rerun_gives_every_record_exactly_once(served: ServeProcess, tmp_path: Path) -> None:
     server = running(served)
     questions = ["Hello! How can I help you today?", "Explain speculative decoding.", "Count: 1, 2, 3.", "Thank you."]

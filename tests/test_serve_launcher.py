@@ -98,6 +98,15 @@ def test_without_gpus_one_server_by_default_and_no_device_variable(monkeypatch: 
     assert [server.port for server in plan_servers(config(num_servers=3), "py", [])] == [6000, 6001, 6002]
 
 
+def test_cpu_servers_turn_chunked_prefill_off_unless_the_extra_args_choose() -> None:
+    (cpu,) = plan_servers(config(extra_args=["--enforce-eager"]), "py", [])
+    assert cpu.command[-2:] == ["--no-enable-chunked-prefill", "--enforce-eager"]
+    (chosen,) = plan_servers(config(extra_args=["--enable-chunked-prefill"]), "py", [])
+    assert chosen.command.count("--no-enable-chunked-prefill") == 0 and chosen.command[-1] == "--enable-chunked-prefill"
+    (gpu,) = plan_servers(config(), "py", ["0"])
+    assert not any("chunked-prefill" in arg for arg in gpu.command)
+
+
 def test_too_few_gpus_is_an_error() -> None:
     with pytest.raises(Eagle3Error, match="3 servers x 2 GPU"):
         plan_servers(config(num_servers=3, gpus_per_server=2), "py", ["0", "1", "2", "3"])
@@ -160,7 +169,7 @@ def test_serve_waits_for_every_server_prints_endpoints_and_stops_all_on_sigterm(
         process.kill()
     assert not any(_alive(pid) for pid in pids)
     log = (tmp_path / "logs" / f"server-1-port-{base + 1}.log").read_text()
-    assert f"--port {base + 1} --dtype auto --enforce-eager" in log
+    assert f"--port {base + 1} --dtype auto --no-enable-chunked-prefill --enforce-eager" in log
 
 
 def test_a_server_that_fails_to_start_stops_the_rest_and_shows_its_log(

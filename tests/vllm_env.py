@@ -64,10 +64,11 @@ def save_vllm_target(directory: Path, tokenizer: PreTrainedTokenizerBase) -> Pat
 class ServeProcess:
     """``eagle3 serve`` over the real vLLM, in a subprocess; restartable, killable."""
 
-    def __init__(self, vllm_python: str, target: Path, log_dir: Path) -> None:
+    def __init__(self, vllm_python: str, target: Path, log_dir: Path, max_model_len: int = MAX_MODEL_LEN) -> None:
         self.vllm_python = vllm_python
         self.target = target
         self.log_dir = log_dir
+        self.max_model_len = max_model_len
         self.base_port = free_consecutive_ports(1)
         self.process: subprocess.Popen[str] | None = None
         self.endpoint = ""
@@ -81,7 +82,7 @@ class ServeProcess:
         started = time.monotonic()
         command = [
             sys.executable, "-m", "eagle3cli", "serve", "--target-model", str(self.target),
-            "--base-port", str(self.base_port), "--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN),
+            "--base-port", str(self.base_port), "--dtype", "float32", "--max-model-len", str(self.max_model_len),
             "--vllm-python", self.vllm_python, "--log-dir", str(self.log_dir),
             "--ready-timeout", str(READY_TIMEOUT_S), "--", "--enforce-eager",
         ]

@@ -79,15 +79,21 @@ def plan_servers(config: ServeConfig, python: str, gpus: list[str]) -> list[Serv
         ServerProcess(
             index=index,
             port=config.base_port + index,
-            command=server_command(config, python, config.base_port + index, tensor_parallel=group if gpus else 1),
+            command=server_command(config, python, config.base_port + index, tensor_parallel=group if gpus else 1, cpu=not gpus),
             gpus=gpus[index * group:(index + 1) * group],
         )
         for index in range(num_servers)
     ]
 
 
-def server_command(config: ServeConfig, python: str, port: int, *, tensor_parallel: int = 1) -> list[str]:
-    """The vLLM OpenAI server command line of one server."""
+def server_command(config: ServeConfig, python: str, port: int, *, tensor_parallel: int = 1, cpu: bool = False) -> list[str]:
+    """The vLLM OpenAI server command line of one server.
+
+    On vLLM's CPU build chunked prefill is turned off unless the extra arguments say otherwise:
+    its model runner rewinds a seeded request's generator after a partial prefill with
+    ``Generator.set_offset``, which a CPU generator does not have, so the first sampled
+    (``temperature > 0``) request whose prompt is split kills the engine (vLLM 0.32). Without
+    chunking vLLM raises the batch token budget to ``--max-model-len`` by itself."""
     command = [python, "-m", VLLM_SERVER_MODULE, "--model", config.target_model, "--host", config.host,
                "--port", str(port), "--dtype", config.dtype]
     if config.max_model_len is not None:
@@ -96,6 +102,8 @@ def server_command(config: ServeConfig, python: str, port: int, *, tensor_parall
         command += ["--tensor-parallel-size", str(tensor_parallel)]
     if config.speculative_config is not None:
         command += ["--speculative-config", json.dumps(config.speculative_config)]
+    if cpu and not any("chunked-prefill" in arg for arg in config.extra_args):
+        command += ["--no-enable-chunked-prefill"]
     return command + list(config.extra_args)
 
 
