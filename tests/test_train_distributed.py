@@ -43,3 +43,15 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     assert two_logs[0]["num_trained_tokens"] == one_logs[0]["num_trained_tokens"]
     assert two_logs[-1]["sim_accept_len"] == pytest.approx(one_logs[-1]["sim_accept_len"], rel=1e-4)  # eval
     assert (tmp_path / "two" / "final" / "model.safetensors").is_file()
+
+
+def test_end_process_group_destroys_the_run_group_and_is_a_no_op_without_one(tmp_path: Path) -> None:
+    import torch.distributed as dist
+
+    from eagle3cli.training.accelerate_setup import end_process_group
+
+    end_process_group()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    end_process_group()
+    assert not dist.is_initialized()

@@ -101,6 +101,19 @@ def reset_accelerate_state() -> None:
         PartialState._shared_state["distributed_type"] = _cpu_type_before_fsdp.pop()
 
 
+def end_process_group() -> None:
+    """Leave a torchrun run's process group once training has succeeded: the ranks meet, then
+    the group is destroyed before the interpreter exits. Left to interpreter teardown, gloo's
+    worker threads can abort a rank ("terminate called without an active exception") after
+    all the work is done, and torchrun then reports the run as failed. Without a process group
+    (one process) it does nothing."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> Any:
     from transformers import get_scheduler
 
