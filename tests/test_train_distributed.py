@@ -50,8 +50,8 @@ def test_end_process_group_destroys_the_run_group_and_is_a_no_op_without_one(tmp
 
     from eagle3cli.training.accelerate_setup import end_process_group
 
-    end_process_group()  # no group: nothing to do
+    assert end_process_group() is False  # no group: nothing to do
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     assert dist.is_initialized()
-    end_process_group()
+    assert end_process_group() is True
     assert not dist.is_initialized()

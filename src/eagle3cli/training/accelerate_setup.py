@@ -101,17 +101,17 @@ def reset_accelerate_state() -> None:
         PartialState._shared_state["distributed_type"] = _cpu_type_before_fsdp.pop()
 
 
-def end_process_group() -> None:
+def end_process_group() -> bool:
     """Leave a torchrun run's process group once training has succeeded: the ranks meet, then
-    the group is destroyed before the interpreter exits. Left to interpreter teardown, gloo's
-    worker threads can abort a rank ("terminate called without an active exception") after
-    all the work is done, and torchrun then reports the run as failed. Without a process group
-    (one process) it does nothing."""
+    the group is destroyed before the interpreter's teardown (PyTorch's documented shutdown;
+    pytorch#190489). Returns whether there was one (a single process has none)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.barrier()
+    dist.destroy_process_group()
+    return True
 
 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> Any:
