@@ -8,6 +8,7 @@ calls one library function. Under ``accelerate launch`` / ``torchrun`` only proc
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +56,11 @@ def online(overrides: dict[str, Any], fallbacks: dict[str, Any], config: ConfigO
     Example: eagle3 train online --target-model Qwen/Qwen3-8B --train-data regen/shards --chat-template qwen3 --output-dir drafts/qwen3
     Several GPUs: accelerate launch -m eagle3cli train online ... (or torchrun --nproc-per-node 8 -m eagle3cli ...)
     """
-    from eagle3cli.training.accelerate_setup import end_process_group
     from eagle3cli.training.online import train_online
 
     resolved = resolve_config(OnlineTrainConfig, config, overrides, fallbacks)
     print_summary(run_with_progress(lambda on_step: train_online(resolved, on_step=on_step)))
-    end_process_group()
+    finish_run()
 
 
 @train_app.command("offline")
@@ -71,12 +71,19 @@ def offline(overrides: dict[str, Any], fallbacks: dict[str, Any], config: Config
 
     Example: eagle3 train offline --target-model Qwen/Qwen3-8B --train-hidden dumps/qwen3 --output-dir drafts/qwen3
     """
-    from eagle3cli.training.accelerate_setup import end_process_group
     from eagle3cli.training.offline import train_offline
 
     resolved = resolve_config(OfflineTrainConfig, config, overrides, fallbacks)
     print_summary(run_with_progress(lambda on_step: train_offline(resolved, on_step=on_step)))
-    end_process_group()
+    finish_run()
+
+
+def finish_run() -> None:
+    """A rank of a several-process run exits at once (``exit_rank``); a single process returns."""
+    from eagle3cli.training.accelerate_setup import exit_rank
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        exit_rank()
 
 
 class ConsoleHandler(logging.Handler):
