@@ -13,8 +13,8 @@
 # The parameters below are the defaults (hours on a 2-core CPU); override any as VAR=value.
 # The whole-corpus draft of benchmarks/RESULTS.md ("The whole corpus on the AVX512-BF16 machine":
 # held-out acc@0 0.515 on 100 records) ran these stages by hand with SAMPLE_MAX_TOKENS=256 HELD_OUT=100 EPOCHS=3;
-# the best draft so far ("Two sampled answers per prompt") fine-tuned it one more epoch
-# (--init-draft, --learning-rate 5e-4) on `eagle3 sample --num-answers 2 --temperature 0.7 --seed 1`
+# the best draft so far ("A second epoch on the sampled answers") fine-tuned it two more epochs
+# (--init-draft, --learning-rate 5e-4, then 3e-4) on `eagle3 sample --num-answers 2 --temperature 0.7 --seed 1`
 # answers to the same prompts; RESULTS gives every command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
