@@ -15,7 +15,7 @@
 # held-out acc@0 0.515 on 100 records) ran these stages by hand with SAMPLE_MAX_TOKENS=256 HELD_OUT=100 EPOCHS=3;
 # the best draft so far ("A second epoch on the sampled answers") fine-tuned it two more epochs
 # (--init-draft, --learning-rate 5e-4, then 3e-4) on `eagle3 sample --num-answers 2 --temperature 0.7 --seed 1`
-# answers to the same prompts; RESULTS gives every command.
+# answers to the same prompts, then one on a third answer (--seed 2); RESULTS gives every command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

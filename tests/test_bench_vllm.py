@@ -103,6 +103,15 @@ def test_engine_arguments_add_an_eagle3_chain_only_with_a_draft(tmp_path: Path) 
         vllm_engine_args(tmp_path / "t", tmp_path / "d", num_speculative_tokens=0, dtype="auto", max_model_len=None, seed=1)
 
 
+def test_vllm_cpu_engines_prefill_unchunked_unless_the_engine_arguments_say_otherwise(tmp_path: Path) -> None:
+    """vLLM 0.32's CPU runner dies on a seeded request whose prefill it split (see serve)."""
+    common = dict(num_speculative_tokens=3, dtype="float32", max_model_len=None, seed=1)
+    assert vllm_engine_args(tmp_path / "t", None, cpu=True, **common)["enable_chunked_prefill"] is False
+    assert "enable_chunked_prefill" not in vllm_engine_args(tmp_path / "t", None, **common)  # a GPU keeps vLLM's default
+    chosen = vllm_engine_args(tmp_path / "t", None, cpu=True, extra={"enable_chunked_prefill": True}, **common)
+    assert chosen["enable_chunked_prefill"] is True
+
+
 def test_a_draft_vllm_would_load_silently_wrong_is_refused_first(
     tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase
 ) -> None:
@@ -135,7 +144,7 @@ def test_vllm_answers_the_questions_as_the_target_would_and_reports_its_acceptan
     settings = dict(
         target=resolve_target(target.directory, chat_template="qwen3", generation_only=True), num_speculative_tokens=3, temperature=0.0, max_new_tokens=32, chat_template="qwen3",
         seed=3, vllm_python=vllm_python, dtype="float32", max_model_len=MAX_MODEL_LEN, engine_args=FAST_ENGINE_ARGS,
-        env=FAST_ENGINE_ENV,
+        env=FAST_ENGINE_ENV, cpu=True,  # vLLM's CPU build here: chunked prefill off, as bench passes it
     )
     with ThreadPoolExecutor(2) as pool:  # both engines load side by side
         eagle_run = pool.submit(run_vllm_questions, QUESTIONS, draft_dir=draft, log_path=tmp_path / "eagle.log", **settings)

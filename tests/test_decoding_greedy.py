@@ -143,6 +143,44 @@ def test_cpu_weight_layouts_keep_outputs_and_tied_embeddings(layout: str):
     assert speculative_generate(target, draft, input_ids[0], config).tokens.tolist() == expected.tolist()
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gqa_attention_keeps_logits_and_outputs_without_repeating_the_cache(family, monkeypatch):
+    """decoding.target.use_gqa_sdpa: tree verification (a mask, 16 rows), a continued prefill
+    and decode(1) give the same logits as transformers' sdpa, never repeating the grouped keys
+    and values, and speculative decoding stays token-identical."""
+    import transformers.integrations.sdpa_attention as sdpa
+
+    from eagle3cli.decoding.generate import draft_step_tree, extend_context, tree_inputs
+    from eagle3cli.decoding.target import use_gqa_sdpa
+
+    model, draft, target = _models(family, "random")
+    config = DecodingConfig(max_new_tokens=30, **TREE)
+    input_ids = prompt(6, 21, VOCAB)
+
+    def forwards():
+        state, _ = extend_context(target, draft, input_ids[:13], config)
+        state, _ = extend_context(target, draft, input_ids, config, state.clone())  # 8 new rows after 12 cached
+        prefix = state.cached_length
+        _, tree = draft_step_tree(draft, state, config)
+        verify = target.forward(tree.tokens[None], *tree_inputs(tree, prefix), state.target_cache).logits
+        target.crop(state.target_cache, prefix)
+        decode = target.forward(state.tokens[-1:][None], torch.tensor([[prefix]]), None, state.target_cache).logits
+        return verify, decode
+
+    with torch.inference_mode():
+        before = forwards()
+        expected = baseline_generate(target, input_ids, config).tokens.tolist()
+        assert use_gqa_sdpa(model) and model.config._attn_implementation == "eagle3_gqa_sdpa"
+        monkeypatch.setattr(sdpa, "repeat_kv", lambda *args: pytest.fail("the grouped keys were repeated"))
+        after = forwards()
+        for a, b in zip(before, after):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert speculative_generate(target, draft, input_ids, config).tokens.tolist() == expected
+        assert baseline_generate(target, input_ids, config).tokens.tolist() == expected
+    model.set_attn_implementation("eager")
+    assert not use_gqa_sdpa(model)  # another implementation is left alone
+
+
 @pytest.mark.parametrize("native", [False, True], ids=["emulated-bf16", "native-bf16"])
 def test_bf16_linears_are_packed_only_where_the_cpu_multiplies_bf16(native: bool):
     """A bfloat16 Linear is packed for oneDNN where bf16 is native (same product as

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,17 @@ def resolve_vllm_python(python: str | None) -> str:
     if not found:
         raise Eagle3Error(f"{python} cannot import vllm", hint=hint)
     return python
+
+
+def cpu_chunked_prefill_off(named: Iterable[str]) -> bool:
+    """Whether to turn vLLM's chunked prefill off on its CPU build, given the names of the
+    settings the user passed (``--enable-chunked-prefill``, ``enable_chunked_prefill``, …): yes
+    unless one of them is about chunked prefill. vLLM 0.32's CPU model runner rewinds a seeded
+    request's generator after a partial prefill with ``Generator.set_offset``, which a CPU
+    generator does not have, so the first sampled (``temperature > 0``) request whose prompt is
+    split kills the engine. Without chunking vLLM raises its batch token budget to the model
+    length by itself."""
+    return not any("chunked_prefill" in name.replace("-", "_") for name in named)
 
 
 def signal_group(process: subprocess.Popen[Any], signum: int) -> None:

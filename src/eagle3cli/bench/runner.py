@@ -27,7 +27,7 @@ from eagle3cli.configfile import write_resolved_config
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, generate
 from eagle3cli.decoding.layout import cpu_linears
-from eagle3cli.decoding.target import HFTarget
+from eagle3cli.decoding.target import HFTarget, use_gqa_sdpa
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
 from eagle3cli.outputs import claimed_output_dir
@@ -94,6 +94,7 @@ def load_models(config: BenchConfig) -> BenchModels:
         draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))
         aux_layer_ids = draft.config.aux_layer_ids
     if device.type == "cpu":
+        use_gqa_sdpa(model)  # tree verification without a copy of the cache per layer
         for module in (model, draft):
             if module is not None:
                 cpu_linears(module, bf16=native_bf16(device))
@@ -303,6 +304,7 @@ def run_vllm_modes(
             chat_template=config.chat_template, enable_thinking=config.enable_thinking,
             system_prompt=config.system_prompt, seed=config.seed, vllm_python=config.vllm_python, dtype=dtype,
             on_question=None if on_question is None else (lambda result, mode=mode: on_question(mode, result)),
+            cpu=device.type == "cpu",
         )
         modes[mode], metrics[mode] = run.results, run.metrics
     return modes, metrics

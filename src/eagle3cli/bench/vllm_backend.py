@@ -34,7 +34,7 @@ from eagle3cli.chat_template import TemplateName, end_of_turn_token_ids, render_
 from eagle3cli.data.records import Turn
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.target.spec import TargetSpec
-from eagle3cli.vllm_process import resolve_vllm_python
+from eagle3cli.vllm_process import cpu_chunked_prefill_off, resolve_vllm_python
 
 VllmQuestionCallback = Callable[[QuestionResult], None]
 
@@ -77,6 +77,7 @@ def run_vllm_questions(
     engine_args: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     on_question: VllmQuestionCallback | None = None,
+    cpu: bool = False,
 ) -> VllmBenchRun:
     """Answer ``questions`` turn by turn with vLLM: speculative decoding with the EAGLE-3 draft
     at ``draft_dir`` (a local folder; a chain of ``num_speculative_tokens``), or the plain target
@@ -86,8 +87,10 @@ def run_vllm_questions(
 
     ``engine_args`` are extra ``vllm.LLM`` arguments (e.g. ``enforce_eager``), ``env`` extra
     environment variables for vLLM (e.g. ``VLLM_CPU_KVCACHE_SPACE``); vLLM's output goes to
-    ``log_path``. Raises :class:`Eagle3Error` for a draft that does not fit the target, or a
-    vLLM that fails to start or answer.
+    ``log_path``. ``cpu``: vLLM's CPU build runs it (chunked prefill off unless ``engine_args``
+    name it: :func:`~eagle3cli.vllm_process.cpu_chunked_prefill_off`). Raises
+    :class:`Eagle3Error` for a draft that does not fit the target, or a vLLM that fails to start
+    or answer.
     """
     from eagle3cli.draft.checkpoint import check_fits_target
     from eagle3cli.draft.convert import vllm_loadable
@@ -108,6 +111,7 @@ def run_vllm_questions(
         arguments = vllm_engine_args(
             target_dir, draft_dir, num_speculative_tokens=num_speculative_tokens, dtype=dtype,
             max_model_len=max_model_len, seed=seed, extra=engine_args, draft_tensor_parallel_size=draft_tensor_parallel_size,
+            cpu=cpu,
         )
         engine = stack.enter_context(VllmEngine(python, arguments, log_path=log_path, env=env))
         answer_question(engine, tokenizer, questions[0], settings, seed)  # warm-up
@@ -144,8 +148,10 @@ def vllm_engine_args(
     seed: int,
     extra: Mapping[str, Any] | None = None,
     draft_tensor_parallel_size: int = 1,
+    cpu: bool = False,
 ) -> dict[str, Any]:
-    """``vllm.LLM`` arguments: the target, and with a draft the EAGLE-3 speculative config."""
+    """``vllm.LLM`` arguments: the target, and with a draft the EAGLE-3 speculative config; on
+    vLLM's CPU build (``cpu``) chunked prefill off unless ``extra`` names it."""
     if num_speculative_tokens < 1:
         raise Eagle3Error(f"--num-speculative-tokens must be at least 1, got {num_speculative_tokens}")
     arguments: dict[str, Any] = {"model": str(target_dir), "dtype": dtype, "seed": seed}
@@ -157,7 +163,10 @@ def vllm_engine_args(
         }
         if draft_tensor_parallel_size > 1:
             arguments["speculative_config"]["draft_tensor_parallel_size"] = draft_tensor_parallel_size
-    return arguments | dict(extra or {})
+    arguments |= dict(extra or {})
+    if cpu and cpu_chunked_prefill_off(arguments):
+        arguments["enable_chunked_prefill"] = False
+    return arguments
 
 
 def answer_question(

@@ -33,6 +33,60 @@ from eagle3cli.errors import Eagle3Error
 from eagle3cli.target.kv_cache import cache_keyword, has_sliding_window, new_cache
 
 
+GQA_SDPA = "eagle3_gqa_sdpa"
+
+
+def gqa_sdpa_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' ``sdpa`` attention, except that grouped-query keys and values reach
+    ``scaled_dot_product_attention`` as they are (``enable_gqa``) also under a mask.
+
+    transformers repeats them to every query head whenever a mask is given and the query is
+    longer than one token (CUDA's fused kernels take no mask with GQA), which on a CPU copies
+    each layer's whole cache per tree verification: with SmolLM2's 3 key-value heads for 9
+    query heads that copy grows with the context and outweighs the attention itself (a 16-row
+    query over 512 cached positions: ~4.6x the attention's time with ``enable_gqa``, measured
+    here). Anything else transformers' function handles (soft-capping, position biases) goes
+    to it unchanged."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
+    q_length = query.shape[2]
+    causal = q_length > 1 and attention_mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    if causal and key.shape[2] > q_length:  # as transformers: the prefill of an empty static cache
+        key, value = key[:, :, :q_length], value[:, :, :q_length]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
+        enable_gqa=query.shape[1] != key.shape[1],
+    )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def use_gqa_sdpa(model: nn.Module) -> bool:
+    """Switch a target running transformers' ``sdpa`` attention to :func:`gqa_sdpa_attention`
+    (the same results; for CPU decoding). Returns whether it switched (another attention
+    implementation is left alone)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    AttentionInterface.register(GQA_SDPA, gqa_sdpa_attention)
+    AttentionMaskInterface.register(GQA_SDPA, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # sdpa's masks (else none at all)
+    model.set_attn_implementation(GQA_SDPA)
+    return True
+
+
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Bool mask (True = attend) → float mask (0 = attend, dtype minimum = masked)."""
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)

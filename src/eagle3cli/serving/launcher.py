@@ -28,7 +28,7 @@ import httpx
 from eagle3cli.config import ServeConfig
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import prepare_output_dir
-from eagle3cli.vllm_process import STOP_GRACE_S, log_tail, resolve_vllm_python, signal_group
+from eagle3cli.vllm_process import STOP_GRACE_S, cpu_chunked_prefill_off, log_tail, resolve_vllm_python, signal_group
 
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 POLL_INTERVAL_S = 1.0
@@ -87,13 +87,8 @@ def plan_servers(config: ServeConfig, python: str, gpus: list[str]) -> list[Serv
 
 
 def server_command(config: ServeConfig, python: str, port: int, *, tensor_parallel: int = 1, cpu: bool = False) -> list[str]:
-    """The vLLM OpenAI server command line of one server.
-
-    On vLLM's CPU build chunked prefill is turned off unless the extra arguments say otherwise:
-    its model runner rewinds a seeded request's generator after a partial prefill with
-    ``Generator.set_offset``, which a CPU generator does not have, so the first sampled
-    (``temperature > 0``) request whose prompt is split kills the engine (vLLM 0.32). Without
-    chunking vLLM raises the batch token budget to ``--max-model-len`` by itself."""
+    """The vLLM OpenAI server command line of one server. On vLLM's CPU build chunked prefill
+    is turned off unless the extra arguments name it (:func:`cpu_chunked_prefill_off`)."""
     command = [python, "-m", VLLM_SERVER_MODULE, "--model", config.target_model, "--host", config.host,
                "--port", str(port), "--dtype", config.dtype]
     if config.max_model_len is not None:
@@ -102,7 +97,7 @@ def server_command(config: ServeConfig, python: str, port: int, *, tensor_parall
         command += ["--tensor-parallel-size", str(tensor_parallel)]
     if config.speculative_config is not None:
         command += ["--speculative-config", json.dumps(config.speculative_config)]
-    if cpu and not any("chunked-prefill" in arg for arg in config.extra_args):
+    if cpu and cpu_chunked_prefill_off(config.extra_args):
         command += ["--no-enable-chunked-prefill"]
     return command + list(config.extra_args)
 
