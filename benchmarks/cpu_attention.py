@@ -40,13 +40,19 @@ def main() -> None:
     grouped, _ = load_models(args.target, args.draft, "packed")
     assert use_gqa_sdpa(grouped)
     targets = {"sdpa (repeats)": HFTarget(repeated, draft.config.aux_layer_ids), "use_gqa_sdpa": HFTarget(grouped, draft.config.aux_layer_ids)}
-    tokenizer = load_tokenizer(str(args.target))
+    compare(targets, draft, load_tokenizer(str(args.target)), args.contexts, args.rounds)
+
+
+def compare(targets: dict[str, HFTarget], draft: torch.nn.Module, tokenizer, contexts: list[int], rounds: int) -> None:
+    """verify(16) and decode(1) of each target after each context length, alternating round by
+    round, logits required equal to the first target's; prints a markdown table, ratios to the first."""
     text = " ".join(question.turns[0] for question in read_question_file(bundled_question_file("mt_bench")))
     ids = torch.tensor(tokenizer(text)["input_ids"])
     config = DecodingConfig(total_token=16, depth=3, top_k=4, max_new_tokens=8)
+    reference = next(iter(targets))
     print(f"threads {torch.get_num_threads()}, torch {torch.__version__}\n")
-    print("| context | forward | attention | median ms | range ms | / sdpa |\n|---|---|---|---|---|---|")
-    for length in args.contexts:
+    print(f"| context | forward | target | median ms | range ms | / {reference} |\n|---|---|---|---|---|---|")
+    for length in contexts:
         states = {name: extend_context(target, draft, ids[:length], config)[0] for name, target in targets.items()}
         state = next(iter(states.values()))
         prefix = state.cached_length
@@ -58,7 +64,7 @@ def main() -> None:
             "decode(1)": lambda target, cache: target.forward(one, torch.tensor([[prefix]]), None, cache, last_logits_only=True).logits,
         }
         times: dict[tuple[str, str], list[float]] = {}
-        for round_index in range(args.rounds + 1):
+        for round_index in range(rounds + 1):
             order = list(targets.items()) if round_index % 2 else list(targets.items())[::-1]
             for kind, run in runs.items():
                 logits = {}
@@ -70,15 +76,14 @@ def main() -> None:
                     target.crop(cache, prefix)
                     if round_index:  # the first round warms up
                         times.setdefault((kind, name), []).append(elapsed * 1e3)
-                first, second = logits.values()
-                torch.testing.assert_close(first, second, rtol=1e-4, atol=1e-4)
+                for name in targets:
+                    torch.testing.assert_close(logits[name], logits[reference], rtol=1e-4, atol=1e-4)
         for kind in runs:
-            base = statistics.median(times[(kind, "sdpa (repeats)")])
+            base = statistics.median(times[(kind, reference)])
             for name in targets:
                 values = times[(kind, name)]
                 print(f"| {length} | {kind} | {name} | {statistics.median(values):.1f} | {min(values):.1f}–{max(values):.1f} | "
                       f"{statistics.median(values) / base:.2f} |")
-
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -203,3 +205,99 @@ def test_bf16_linears_are_packed_only_where_the_cpu_multiplies_bf16(native: bool
     assert isinstance(module[0], layout.PackedLinear) is native
     with torch.inference_mode():
         torch.testing.assert_close(module[0](x), expected, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["as loaded", "cpu"])
+def test_fused_target_forward_gives_the_models_logits(family, dtype, layout):
+    """decoding.fused_target.FusedTarget (q/k/v and gate/up stacked, eagle3's own layer loop):
+    prefill, continued prefill, tree verification under the mask and decode(1) give the model's
+    own logits and capture-layer inputs exactly, also with its projections packed for the CPU
+    (the model's own matrices untouched), and speculative decoding through it equals plain."""
+    from eagle3cli.decoding.fused_target import FusedTarget
+    from eagle3cli.decoding.generate import draft_step_tree, extend_context, tree_inputs
+    from eagle3cli.decoding.layout import PackedLinear, cpu_linears
+
+    model, draft, target = _models(family, "random")
+    model.to(dtype)
+    draft.to(dtype)
+    fused = FusedTarget(model, (3, 0, 2))  # capture order as given, not sorted
+    if layout == "cpu":  # against the model packed as the bench packs it for transformers' forward
+        cpu_linears(fused.fused, keep_weights=False)
+        assert not any(isinstance(module, PackedLinear) for module in model.modules())
+        model = copy.deepcopy(model)
+        cpu_linears(model)
+    target = HFTarget(model, (3, 0, 2))
+    config = DecodingConfig(max_new_tokens=30, **TREE)
+    input_ids = prompt(7, 21, VOCAB)
+
+    def forwards(target):
+        first = target.forward(input_ids[None, :13], torch.arange(13)[None], None, None)
+        out = target.forward(input_ids[None, 13:], torch.arange(13, 21)[None], None, first.cache)  # 8 rows after 13 cached
+        state, _ = extend_context(target, draft, input_ids, config)
+        prefix = state.cached_length
+        _, tree = draft_step_tree(draft, state, config)
+        verify = target.forward(tree.tokens[None], *tree_inputs(tree, prefix), state.target_cache)
+        target.crop(state.target_cache, prefix)
+        decode = target.forward(state.tokens[-1:][None], torch.tensor([[prefix]]), None, state.target_cache, last_logits_only=True)
+        return [first.logits, out.logits, out.aux_hidden, verify.logits, verify.aux_hidden, decode.logits, decode.aux_hidden]
+
+    with torch.inference_mode():
+        for expected, got in zip(forwards(target), forwards(fused)):
+            assert got.dtype == expected.dtype and torch.equal(got, expected)
+        config = DecodingConfig(max_new_tokens=30, **TREE)
+        baseline = baseline_generate(target, input_ids, config).tokens.tolist()
+        assert baseline_generate(fused, input_ids, config).tokens.tolist() == baseline
+        assert speculative_generate(fused, draft, input_ids, config).tokens.tolist() == baseline
+
+
+def test_fused_target_refuses_what_it_cannot_run():
+    """Another architecture, or a Llama-family model missing a piece, gets the reason, not a wrong forward."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from eagle3cli.decoding.fused_target import FusedTarget, unfused_reason
+    from eagle3cli.errors import Eagle3Error
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=VOCAB))
+    assert unfused_reason(gpt2) == "model_type 'gpt2' is not one of llama, mistral, qwen2, qwen3, hunyuan_v1_dense"
+    qwen3 = build_tiny_target("qwen3", VOCAB)
+    assert unfused_reason(qwen3) is None
+    del qwen3.model.layers[2].self_attn.k_norm
+    assert unfused_reason(qwen3) == "a decoder layer lacks the q/k norms q_norm/k_norm"
+    llama = build_tiny_target("llama", VOCAB)
+    llama.model.layers[1].mlp.up_proj = torch.nn.Identity()
+    assert unfused_reason(llama) == "a decoder layer lacks one of mlp.gate_proj/up_proj/down_proj as nn.Linear"
+    with pytest.raises(Eagle3Error, match="fused target forward cannot run this model: a decoder layer lacks one of mlp"):
+        FusedTarget(llama, (1, 2, 3))
+
+
+@pytest.mark.parametrize("model_type", ["qwen2", "mistral"])
+def test_fused_target_runs_the_other_llama_family_types(model_type):
+    """qwen2 (biased q/k/v) and mistral (no sliding window) through the fused forward: the model's
+    logits and capture states for a prefill, a tree-masked verification and decode(1)."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from builders.models import tiny_config_kwargs
+    from eagle3cli.decoding.fused_target import FusedTarget
+
+    torch.manual_seed(0)
+    if model_type == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**tiny_config_kwargs(VOCAB))).eval()
+        assert model.model.layers[0].self_attn.k_proj.bias is not None
+    else:
+        model = MistralForCausalLM(MistralConfig(**tiny_config_kwargs(VOCAB), sliding_window=None)).eval()
+    targets = [HFTarget(model, (1, 2, 3)), FusedTarget(model, (1, 2, 3))]
+    input_ids = prompt(8, 12, VOCAB)[None]
+    mask = torch.ones(1, 1, 3, 15, dtype=torch.bool)
+    mask[0, 0, 0, 13:] = mask[0, 0, 1, 14] = mask[0, 0, 2, 13] = False  # node 12 and its two children, siblings apart
+    outputs = []
+    with torch.inference_mode():
+        for target in targets:
+            first = target.forward(input_ids, torch.arange(12)[None], None, None)
+            verify = target.forward(torch.tensor([[5, 6, 7]]), torch.tensor([[12, 13, 13]]), mask, first.cache)
+            target.crop(verify.cache, 12)
+            decode = target.forward(torch.tensor([[5]]), torch.tensor([[12]]), None, verify.cache)
+            outputs.append([first.logits, first.aux_hidden, verify.logits, verify.aux_hidden, decode.logits])
+    for expected, got in zip(*outputs):
+        assert torch.equal(got, expected)

@@ -346,6 +346,7 @@ class BenchConfig(StageConfig):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
     dtype: BenchDtype = Field("auto", description="Model dtype; auto = bfloat16 on CUDA, float32 on CPU.")
     draft_head_dtype: BenchDtype = Field("auto", description="dtype of the draft's lm_head (read once per draft level); auto = bfloat16 on a CPU with native bf16 matmuls (AVX512-BF16/AMX: 3x faster there), else the model dtype. Verification stays exact.")
+    target_forward: Literal["auto", "fused", "transformers"] = Field("auto", description="Who runs the target's layers in the built-in decoder: fused = eagle3 (q/k/v and gate/up stacked, no per-module glue; same logits; llama, mistral, qwen2, qwen3 and hunyuan_v1_dense), transformers = the model's own forward; auto = fused on a CPU where the model allows it, else transformers.")
     chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own).")
     system_prompt: str | None = Field(None, description="System prompt for every question; none otherwise.")
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode.")
@@ -371,6 +372,8 @@ class BenchConfig(StageConfig):
             raise ValueError("--num-gpus-total must be a multiple of --num-gpus-per-model")
         if "auto" in (self.total_token, self.depth, self.top_k) and self.backend != "hf":
             raise ValueError("--total-token/--depth/--top-k auto choose the built-in decoder's tree; vLLM drafts a chain of --num-speculative-tokens")
+        if self.target_forward != "auto" and self.backend != "hf":
+            raise ValueError("--target-forward chooses how the built-in decoder runs the target; vLLM runs its own")
         if self.speculative_draft_tensor_parallel_size > 1 and self.backend != "vllm":
             raise ValueError("--speculative-draft-tensor-parallel-size is for --backend vllm; the built-in decoder runs the draft on the target's device")
         return self

@@ -1,6 +1,7 @@
 """A real HTTP server on loopback that speaks just enough of the OpenAI API for ``eagle3 sample``.
 
-It answers ``GET /v1/models`` and ``POST /v1/chat/completions``; a ``behaviour`` callable
+It answers ``GET /v1/models``, ``POST /v1/chat/completions`` and ``POST /v1/completions``
+(the reply's content as the completion's text); a ``behaviour`` callable
 chooses, per request, between a normal reply and the faults that are hard to cause with vLLM:
 an HTTP error status, a slow reply, a malformed body, or a dropped connection. The default
 reply is deterministic and shows what the server saw, so tests can check the history that was
@@ -137,6 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         body["_authorization"] = self.headers.get("Authorization")
+        body["_path"] = self.path
         with self.fake.lock:
             self.fake.requests.append(body)
             number = len(self.fake.requests)
@@ -167,6 +169,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _completion(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    if body["_path"] == "/v1/completions":
+        return {"id": "cmpl-fake", "object": "text_completion", "model": body["model"],
+                "choices": [{"index": 0, "text": reply.content, "finish_reason": reply.finish_reason}]}
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.reasoning is not None:
         message["reasoning_content"] = reply.reasoning

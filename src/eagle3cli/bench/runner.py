@@ -27,6 +27,7 @@ from eagle3cli.configfile import write_resolved_config
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, generate
 from eagle3cli.decoding.layout import cpu_linears
+from eagle3cli.decoding.fused_target import FusedTarget, unfused_reason
 from eagle3cli.decoding.target import HFTarget, use_gqa_sdpa
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
@@ -93,12 +94,26 @@ def load_models(config: BenchConfig) -> BenchModels:
         draft = draft.to(device=device, dtype=dtype).eval()
         draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))
         aux_layer_ids = draft.config.aux_layer_ids
+    decoder_target = target_forward(model, aux_layer_ids, config.target_forward, device)
     if device.type == "cpu":
-        use_gqa_sdpa(model)  # tree verification without a copy of the cache per layer
-        for module in (model, draft):
-            if module is not None:
-                cpu_linears(module, bf16=native_bf16(device))
-    return BenchModels(HFTarget(model, aux_layer_ids), draft, target.tokenizer, device)
+        bf16 = native_bf16(device)
+        if isinstance(decoder_target, FusedTarget):
+            cpu_linears(decoder_target.fused, bf16=bf16, keep_weights=False)  # the model keeps its own matrices
+        else:
+            use_gqa_sdpa(model)  # tree verification without a copy of the cache per layer
+            cpu_linears(model, bf16=bf16)
+        if draft is not None:
+            cpu_linears(draft, bf16=bf16)
+    return BenchModels(decoder_target, draft, target.tokenizer, device)
+
+
+def target_forward(model: torch.nn.Module, aux_layer_ids: tuple[int, ...], choice: str, device: torch.device) -> HFTarget:
+    """The decoder's view of the target: :class:`FusedTarget` when chosen, or for ``auto`` on a
+    CPU where the model allows it (its glue is a quarter of a CPU forward); else the model's own
+    forward (:class:`HFTarget`). ``fused`` on a model it cannot run stops with the reason."""
+    if choice == "fused" or (choice == "auto" and device.type == "cpu" and unfused_reason(model) is None):
+        return FusedTarget(model, aux_layer_ids)
+    return HFTarget(model, aux_layer_ids)
 
 
 def decoding_config(config: BenchConfig, tokenizer: Any) -> DecodingConfig:
@@ -236,6 +251,7 @@ def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfi
         "threads": torch.get_num_threads(), "dtype": str(next(models.draft.parameters()).dtype),
         "head_dtype": str(models.draft.lm_head.weight.dtype),
         "head_layout": [type(models.draft.lm_head).__name__, list(models.draft.lm_head.weight.stride())],  # decoding.layout
+        "target_forward": type(models.target).__name__,
     }
     measure = lambda candidate: calibration_speed(models, question, candidate)  # noqa: E731
     choice = tree_choice.choose_tree(config, facts, models.device.type == "cuda", measure)
@@ -328,7 +344,7 @@ def run_bench(
     if auto_tree and len(groups) > 1:
         raise Eagle3Error("--total-token/--depth/--top-k auto calibrate on one model",
                           hint="run once with --num-gpus-total 1 to choose the tree (it is cached), then pass it explicitly")
-    tree_note = None
+    tree_note = used_forward = None
     with claimed_output_dir(config.output_dir, "bench") as output_dir:
         write_resolved_config(config, output_dir)
         if on_start is not None:
@@ -341,10 +357,13 @@ def run_bench(
         else:
             torch.manual_seed(config.seed)
             models = load_models(config)
+            used_forward = "fused" if isinstance(models.target, FusedTarget) else "transformers"
             if auto_tree:
                 config, tree_note = choose_auto_tree(models, questions[0], config)
             modes = answer_with(models, config, questions, on_question)
         settings = config.model_dump(mode="json") | {"num_questions": len(questions), "num_workers": max(1, len(groups))}
+        if used_forward is not None:
+            settings["target_forward"] = used_forward
         if tree_note is not None:
             settings["tree_choice"] = tree_note
         summary = summarize(modes, settings, hardware())

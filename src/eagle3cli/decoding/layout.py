@@ -54,22 +54,23 @@ def packing_available() -> bool:
 class PackedLinear(torch.nn.Module):
     """An inference-only ``nn.Linear`` whose weight is also held packed for oneDNN. ``weight``
     stays the original parameter (a tied embedding keeps sharing it), so the packed copy adds
-    the matrix's size in memory."""
+    the matrix's size in memory — unless ``keep_weight`` is False (a matrix nothing else reads)."""
 
-    def __init__(self, linear: torch.nn.Linear) -> None:
+    def __init__(self, linear: torch.nn.Linear, *, keep_weight: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight, self.bias = linear.weight, linear.bias
+        self.weight, self.bias = (linear.weight if keep_weight else None), linear.bias
         self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
-def pack_linears(module: torch.nn.Module, *, bf16: bool = False) -> int:
+def pack_linears(module: torch.nn.Module, *, bf16: bool = False, keep_weights: bool = True) -> int:
     """Replace every float32 CPU ``nn.Linear`` in ``module`` — and every bfloat16 one when
     ``bf16`` (the CPU multiplies bf16 natively) — by a :class:`PackedLinear` (when
-    :func:`packing_available`); returns how many."""
+    :func:`packing_available`); returns how many. ``keep_weights=False`` keeps only the packed
+    copies (``module`` owns matrices nothing else reads, or whose owners keep them)."""
     if not packing_available():
         return 0
     dtypes = (torch.float32, torch.bfloat16) if bf16 else (torch.float32,)
@@ -77,13 +78,13 @@ def pack_linears(module: torch.nn.Module, *, bf16: bool = False) -> int:
     for owner in list(module.modules()):
         for name, child in list(owner.named_children()):
             if type(child) is torch.nn.Linear and child.weight.dtype in dtypes and child.weight.device.type == "cpu":
-                setattr(owner, name, PackedLinear(child))
+                setattr(owner, name, PackedLinear(child, keep_weight=keep_weights))
                 count += 1
     return count
 
 
-def cpu_linears(module: torch.nn.Module, *, bf16: bool = False) -> None:
+def cpu_linears(module: torch.nn.Module, *, bf16: bool = False, keep_weights: bool = True) -> None:
     """Lay out ``module``'s linear weights for CPU decoding: packed for oneDNN where torch has
     it (float32, and bfloat16 when ``bf16`` says it is native), else float32 ones column-major."""
-    if not pack_linears(module, bf16=bf16):
+    if not pack_linears(module, bf16=bf16, keep_weights=keep_weights):
         column_major_linears(module)
