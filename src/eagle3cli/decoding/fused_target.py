@@ -74,7 +74,10 @@ def unfused_reason(model: nn.Module) -> str | None:
 
 
 def rms_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    """transformers' Llama-family RMSNorm: statistics in float32, cast back, then the weight."""
+    """transformers' Llama-family RMSNorm: statistics in float32, cast back, then the weight
+    (for float32 tensors ``F.rms_norm``: the same operations, fewer dispatches)."""
+    if x.dtype == torch.float32 and norm.weight.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
     h = x.to(torch.float32)
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
     return norm.weight * h.to(x.dtype)
@@ -162,15 +165,17 @@ class FusedTarget(HFTarget):
             causal = cached == 0
             mask = None if causal else torch.ones(length, cached + length, dtype=torch.bool, device=x.device).tril(cached)
         captured: dict[int, torch.Tensor] = {}
+        # Modules are run by their ``forward``: nn.Module's ``__call__`` (hook dispatch) costs a few
+        # microseconds a call, ~150 calls a forward, 2-5 % of a SmolLM2 forward on a CPU.
         for index, (layer, fused) in enumerate(zip(self.base.layers, self.fused.layers)):
             if index in self.aux_layer_ids:
                 captured[index] = x
             x = x + self.attention(layer, fused, rms_norm(x, layer.input_layernorm), cos, sin, mask, causal, cache, index)
-            gate, up = fused.gate_up(rms_norm(x, layer.post_attention_layernorm)).split(fused.intermediate, dim=-1)
-            x = x + fused.down(layer.mlp.act_fn(gate) * up)
+            gate, up = fused.gate_up.forward(rms_norm(x, layer.post_attention_layernorm)).split(fused.intermediate, dim=-1)
+            x = x + fused.down.forward(layer.mlp.act_fn.forward(gate) * up)
         if last_logits_only:
             x = x[:, -1:]
-        logits = self.fused.head(rms_norm(x, self.base.norm))
+        logits = self.fused.head.forward(rms_norm(x, self.base.norm))
         return TargetOutput(logits, concat_captured(captured, self.aux_layer_ids), cache)
 
     def attention(
@@ -179,7 +184,7 @@ class FusedTarget(HFTarget):
     ) -> torch.Tensor:
         batch, length = x.shape[:2]
         query, key, value = (part.view(batch, length, -1, self.head_dim).transpose(1, 2)
-                             for part in fused.qkv(x).split(fused.splits, dim=-1))
+                             for part in fused.qkv.forward(x).split(fused.splits, dim=-1))
         norms = self.qk_norms
         if norms is not None and norms[2] == "before RoPE":
             query, key = rms_norm(query, getattr(layer.self_attn, norms[0])), rms_norm(key, getattr(layer.self_attn, norms[1]))
@@ -189,4 +194,4 @@ class FusedTarget(HFTarget):
         keys, values = cache.update(key, value, index)
         out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, is_causal=causal, scale=self.scaling,
                                              enable_gqa=query.shape[1] != keys.shape[1])
-        return fused.o(out.transpose(1, 2).reshape(batch, length, -1))
+        return fused.o.forward(out.transpose(1, 2).reshape(batch, length, -1))
