@@ -6,8 +6,8 @@ token on a CPU that glue is a large part of the forward (SmolLM2-135M, float32, 
 per decode(1) after 128 tokens against 23.0 ms here; ``benchmarks/cpu_target_forward.py``).
 :class:`FusedTarget` runs the same arithmetic from the same weights, with
 
-- the q/k/v matrices stacked into one and gate/up into one (two products per layer fewer;
-  fewer, larger oneDNN calls move the same bytes faster),
+- the q/k/v matrices stacked into one and gate/up into one (four products per layer instead
+  of seven: fewer, larger oneDNN calls move the same bytes faster),
 - keys and values written in place into the decoder's preallocated cache
   (:func:`~eagle3cli.target.kv_cache.new_cache`) and passed to
   ``scaled_dot_product_attention`` ungrouped (``enable_gqa``), with the tree mask as a bool,
@@ -19,9 +19,9 @@ each norm as transformers does (float32 statistics, cast back before the weight)
 equal the model's own forward bit for bit in the tests (float32 and bfloat16, weights as loaded
 or both packed: stacking only concatenates output columns, each output is the same dot
 product), and in any case the bench runs baseline and speculative decoding through the same
-forward, so speculative output stays identical to plain decoding. Only the projections are re-laid (``fused``, an ``nn.Module`` the caller may
-pack for the CPU with :func:`~eagle3cli.decoding.layout.cpu_linears`); the model is left
-unchanged and usable.
+forward, so speculative output stays identical to plain decoding. Only the projections are
+re-laid (``fused``, an ``nn.Module`` the caller may pack for the CPU with
+:func:`~eagle3cli.decoding.layout.cpu_linears`); the model is left unchanged and usable.
 
 Supported ``model_type``\\ s: llama, mistral, qwen2, qwen3 (q/k norms before RoPE) and
 hunyuan_v1_dense (after RoPE). :func:`unfused_reason` says why another model is not.
