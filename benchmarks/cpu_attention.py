@@ -85,5 +85,6 @@ def compare(targets: dict[str, HFTarget], draft: torch.nn.Module, tokenizer, con
                 print(f"| {length} | {kind} | {name} | {statistics.median(values):.1f} | {min(values):.1f}–{max(values):.1f} | "
                       f"{statistics.median(values) / base:.2f} |")
 
+
 if __name__ == "__main__":
     main()
