@@ -27,14 +27,19 @@ from eagle3cli.decoding.target import HFTarget, use_gqa_sdpa
 from eagle3cli.target.hub import load_tokenizer
 
 
-@torch.inference_mode()
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def forward_parser(doc: str, contexts: list[int]) -> argparse.ArgumentParser:
+    """The flags of the benchmarks that time target forwards with :func:`compare`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--target", type=Path, required=True)
     parser.add_argument("--draft", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--contexts", type=int, nargs="+", default=[128, 512, 1024, 2048])
-    args = parser.parse_args()
+    parser.add_argument("--contexts", type=int, nargs="+", default=contexts)
+    return parser
+
+
+@torch.inference_mode()
+def main() -> None:
+    args = forward_parser(__doc__, [128, 512, 1024, 2048]).parse_args()
     torch.manual_seed(0)
     repeated, draft = load_models(args.target, args.draft, "packed")
     grouped, _ = load_models(args.target, args.draft, "packed")

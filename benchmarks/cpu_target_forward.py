@@ -14,30 +14,24 @@ tables (median and range).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from cpu_attention import compare
+from cpu_attention import compare, forward_parser
 from cpu_step import load_models, mt_bench_prompt
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
+from eagle3cli.bench.runner import lay_out_for_cpu
 from eagle3cli.decoding import DecodingConfig, baseline_generate
 from eagle3cli.decoding.fused_target import FusedTarget
-from eagle3cli.decoding.layout import cpu_linears
 from eagle3cli.decoding.target import HFTarget, use_gqa_sdpa
 from eagle3cli.target.hub import load_tokenizer
 
 
 @torch.inference_mode()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", type=Path, required=True)
-    parser.add_argument("--draft", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--contexts", type=int, nargs="+", default=[128, 512, 1024])
+    parser = forward_parser(__doc__, [128, 512, 1024])
     parser.add_argument("--decode-tokens", type=int, default=128, help="tokens per plain-decoding round")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -45,7 +39,7 @@ def main() -> None:
     assert use_gqa_sdpa(hf_model)
     fused_model, _ = load_models(args.target, args.draft, "row")
     fused = FusedTarget(fused_model, draft.config.aux_layer_ids)
-    cpu_linears(fused.fused, keep_weights=False)
+    lay_out_for_cpu(fused, None)  # as eagle3 bench lays it out
     targets = {"transformers": HFTarget(hf_model, draft.config.aux_layer_ids), "fused": fused}
     tokenizer = load_tokenizer(str(args.target))
     compare(targets, draft, tokenizer, args.contexts, args.rounds)

@@ -22,9 +22,9 @@ import torch
 
 from cpu_step import load_models, mt_bench_prompt
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
+from eagle3cli.bench.runner import lay_out_for_cpu
 from eagle3cli.decoding import DecodingConfig
 from eagle3cli.decoding.fused_target import FusedTarget
-from eagle3cli.decoding.layout import cpu_linears
 from eagle3cli.target.hub import load_tokenizer
 from eagle3cli.target.loading import native_bf16
 
@@ -57,9 +57,8 @@ def main() -> None:
     total_token, depth, top_k = (int(value) for value in args.tree.split("/"))
     model, draft = load_models(args.target, args.draft, "row")
     draft.lm_head.to(torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32)
-    cpu_linears(draft, bf16=native_bf16(torch.device("cpu")))
     target = FusedTarget(model, draft.config.aux_layer_ids)
-    cpu_linears(target.fused, keep_weights=False)
+    lay_out_for_cpu(target, draft)
     tokenizer = load_tokenizer(str(args.target))
     questions = read_question_file(bundled_question_file("mt_bench"))[: args.questions]
     config = DecodingConfig(total_token=total_token, depth=depth, top_k=top_k, max_new_tokens=args.max_new_tokens,

@@ -96,15 +96,22 @@ def load_models(config: BenchConfig) -> BenchModels:
         aux_layer_ids = draft.config.aux_layer_ids
     decoder_target = target_forward(model, aux_layer_ids, config.target_forward, device)
     if device.type == "cpu":
-        bf16 = native_bf16(device)
-        if isinstance(decoder_target, FusedTarget):
-            cpu_linears(decoder_target.fused, bf16=bf16, keep_weights=False)  # the model keeps its own matrices
-        else:
-            use_gqa_sdpa(model)  # tree verification without a copy of the cache per layer
-            cpu_linears(model, bf16=bf16)
-        if draft is not None:
-            cpu_linears(draft, bf16=bf16)
+        lay_out_for_cpu(decoder_target, draft)
     return BenchModels(decoder_target, draft, target.tokenizer, device)
+
+
+def lay_out_for_cpu(target: HFTarget, draft: torch.nn.Module | None) -> None:
+    """Ready target and draft for decoding on this CPU: the fused target's own projections
+    packed (the model keeps its matrices), or else the model's, with grouped-query attention that
+    reads shared keys and values without a copy per query head; the draft's linears packed."""
+    bf16 = native_bf16(torch.device("cpu"))
+    if isinstance(target, FusedTarget):
+        cpu_linears(target.fused, bf16=bf16, keep_weights=False)
+    else:
+        use_gqa_sdpa(target.model)  # tree verification without a copy of the cache per layer
+        cpu_linears(target.model, bf16=bf16)
+    if draft is not None:
+        cpu_linears(draft, bf16=bf16)
 
 
 def target_forward(model: torch.nn.Module, aux_layer_ids: tuple[int, ...], choice: str, device: torch.device) -> HFTarget:
