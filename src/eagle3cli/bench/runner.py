@@ -26,7 +26,7 @@ from eagle3cli.config import BenchConfig
 from eagle3cli.configfile import write_resolved_config
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, generate
-from eagle3cli.decoding.layout import cpu_linears
+from eagle3cli.decoding.layout import PACK_ROWS, cpu_linears
 from eagle3cli.decoding.fused_target import FusedTarget, unfused_reason
 from eagle3cli.decoding.target import HFTarget, use_gqa_sdpa
 from eagle3cli.errors import Eagle3Error
@@ -259,6 +259,7 @@ def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfi
         "threads": torch.get_num_threads(), "dtype": str(next(models.draft.parameters()).dtype),
         "head_dtype": str(models.draft.lm_head.weight.dtype),
         "head_layout": [type(models.draft.lm_head).__name__, list(models.draft.lm_head.weight.stride())],  # decoding.layout
+        "pack_rows": PACK_ROWS,
         "target_forward": type(models.target).__name__,
     }
     measure = lambda candidate: calibration_speed(models, question, candidate)  # noqa: E731

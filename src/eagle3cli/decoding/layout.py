@@ -13,6 +13,11 @@ which reads a large matrix over 4-16 rows for little more than over one (SmolLM2
 576 head: 5.6 ms for 16 rows, 14 ms column-major). bfloat16 weights are packed too when the
 caller says the CPU multiplies bf16 natively (AVX512-BF16, AMX; emulated bf16 is left to
 ``F.linear``). :func:`cpu_linears` packs when it can and re-lays column-major otherwise.
+
+oneDNN lays a packed matrix out for the number of rows it is told to expect (:data:`PACK_ROWS`).
+Laid out for one row, float32 products over 4 and 16 rows ran 1.3-2x slower than laid out for
+4, and one row no faster (``benchmarks/pack_rows.py``, SmolLM2 after 128 tokens: decode(1)
+25.6 → 22.1 ms, verify(16) 38.9 → 30.8 ms, plain decoding 43.2 → 51.3 tok/s, same tokens).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import functools
 
 import torch
+
+PACK_ROWS = 4  # the rows oneDNN lays a packed matrix out for: tree verification and draft frontiers, not one
 
 
 def column_major_linears(module: torch.nn.Module) -> int:
@@ -54,23 +61,25 @@ def packing_available() -> bool:
 class PackedLinear(torch.nn.Module):
     """An inference-only ``nn.Linear`` whose weight is also held packed for oneDNN. ``weight``
     stays the original parameter (a tied embedding keeps sharing it), so the packed copy adds
-    the matrix's size in memory — unless ``keep_weight`` is False (a matrix nothing else reads)."""
+    the matrix's size in memory — unless ``keep_weight`` is False (a matrix nothing else reads).
+    ``rows``: the rows per product the packed layout is made for."""
 
-    def __init__(self, linear: torch.nn.Linear, *, keep_weight: bool = True) -> None:
+    def __init__(self, linear: torch.nn.Linear, *, keep_weight: bool = True, rows: int = PACK_ROWS) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = (linear.weight if keep_weight else None), linear.bias
-        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1), persistent=False)
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
-def pack_linears(module: torch.nn.Module, *, bf16: bool = False, keep_weights: bool = True) -> int:
+def pack_linears(module: torch.nn.Module, *, bf16: bool = False, keep_weights: bool = True, rows: int = PACK_ROWS) -> int:
     """Replace every float32 CPU ``nn.Linear`` in ``module`` — and every bfloat16 one when
     ``bf16`` (the CPU multiplies bf16 natively) — by a :class:`PackedLinear` (when
     :func:`packing_available`); returns how many. ``keep_weights=False`` keeps only the packed
-    copies (``module`` owns matrices nothing else reads, or whose owners keep them)."""
+    copies (``module`` owns matrices nothing else reads, or whose owners keep them); ``rows`` as
+    :class:`PackedLinear`'s."""
     if not packing_available():
         return 0
     dtypes = (torch.float32, torch.bfloat16) if bf16 else (torch.float32,)
@@ -78,7 +87,7 @@ def pack_linears(module: torch.nn.Module, *, bf16: bool = False, keep_weights: b
     for owner in list(module.modules()):
         for name, child in list(owner.named_children()):
             if type(child) is torch.nn.Linear and child.weight.dtype in dtypes and child.weight.device.type == "cpu":
-                setattr(owner, name, PackedLinear(child, keep_weight=keep_weights))
+                setattr(owner, name, PackedLinear(child, keep_weight=keep_weights, rows=rows))
                 count += 1
     return count
 
