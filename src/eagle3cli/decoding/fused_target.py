@@ -84,7 +84,7 @@ def rms_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE as transformers applies it (``rotate_half``; ``cos``/``sin`` ``[1, 1, T, head_dim]``)."""
+    """RoPE as transformers applies it (``rotate_half``; ``x [B, T, heads, head_dim]``, ``cos``/``sin`` ``[B, T, 1, head_dim]``)."""
     first, second = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-second, first), dim=-1) * sin
 
@@ -113,7 +113,7 @@ class FusedLayer(nn.Module):
         self.o = attention.o_proj
         self.gate_up = stacked([mlp.gate_proj, mlp.up_proj])
         self.down = mlp.down_proj
-        self.splits = [attention.q_proj.out_features, attention.k_proj.out_features, attention.v_proj.out_features]
+        self.heads = [linear.out_features // attention.head_dim for linear in (attention.q_proj, attention.k_proj, attention.v_proj)]
         self.intermediate = mlp.gate_proj.out_features
 
 
@@ -159,7 +159,7 @@ class FusedTarget(HFTarget):
         length = input_ids.shape[1]
         cached = cache.get_seq_length()
         x = self.base.embed_tokens(input_ids)
-        cos, sin = (part[:, None] for part in self.base.rotary_emb(x, position_ids))
+        cos, sin = (part[:, :, None] for part in self.base.rotary_emb(x, position_ids))  # [B, T, 1, D]: heads stay in dim 2 until attention
         causal = False
         if mask is None and length > 1:  # a prefill: causal over the cache (from the top-left when it is empty)
             causal = cached == 0
@@ -183,14 +183,20 @@ class FusedTarget(HFTarget):
         mask: torch.Tensor | None, causal: bool, cache: Any, index: int,
     ) -> torch.Tensor:
         batch, length = x.shape[:2]
-        query, key, value = (part.view(batch, length, -1, self.head_dim).transpose(1, 2)
-                             for part in fused.qkv.forward(x).split(fused.splits, dim=-1))
+        heads = fused.qkv.forward(x).view(batch, length, -1, self.head_dim)  # [B, T, q + k + v heads, D]
+        num_query, num_qk = fused.heads[0], fused.heads[0] + fused.heads[1]
         norms = self.qk_norms
-        if norms is not None and norms[2] == "before RoPE":
-            query, key = rms_norm(query, getattr(layer.self_attn, norms[0])), rms_norm(key, getattr(layer.self_attn, norms[1]))
-        query, key = rotate(query, cos, sin), rotate(key, cos, sin)
-        if norms is not None and norms[2] == "after RoPE":
-            query, key = rms_norm(query, getattr(layer.self_attn, norms[0])), rms_norm(key, getattr(layer.self_attn, norms[1]))
+        if norms is None:  # one RoPE over the query and key heads together: the same products, half the calls
+            rotated = rotate(heads[:, :, :num_qk], cos, sin)
+            query, key = rotated[:, :, :num_query], rotated[:, :, num_query:]
+        else:
+            query, key = heads[:, :, :num_query], heads[:, :, num_query:num_qk]
+            if norms[2] == "before RoPE":
+                query, key = rms_norm(query, getattr(layer.self_attn, norms[0])), rms_norm(key, getattr(layer.self_attn, norms[1]))
+            query, key = rotate(query, cos, sin), rotate(key, cos, sin)
+            if norms[2] == "after RoPE":
+                query, key = rms_norm(query, getattr(layer.self_attn, norms[0])), rms_norm(key, getattr(layer.self_attn, norms[1]))
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), heads[:, :, num_qk:].transpose(1, 2)
         keys, values = cache.update(key, value, index)
         out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, is_causal=causal, scale=self.scaling,
                                              enable_gqa=query.shape[1] != keys.shape[1])
