@@ -56,6 +56,27 @@ def answers(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def test_both_modes_take_turns_question_by_question(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle3cli.bench import runner as bench_runner
+
+    calls: list[tuple[str, int, int]] = []
+    real_answer = bench_runner.answer_question
+    monkeypatch.setattr(bench_runner, "answer_question", lambda models, question, mode, config, seed:
+                        calls.append((mode, question.question_id, seed)) or real_answer(models, question, mode, config, seed))
+    config = BenchConfig(
+        base_model_path=str(qwen3_target_dir), eagle_model_path=str(random_draft_dir), model_id="t", output_dir=str(tmp_path),
+        mode="both", temperature=0, max_new_token=4, chat_template="qwen3", device="cpu", question_end=3,
+        total_token=4, depth=2, top_k=1,
+    )
+    done: list[tuple[str, int]] = []
+    bench_runner.run_bench(config, on_question=lambda mode, result: done.append((mode, result.question_id)))
+    seed = config.seed
+    warm_up = [("baseline", 81, seed), ("eagle", 81, seed)]  # untimed, one per mode
+    assert calls == warm_up + [("baseline", 81, seed), ("eagle", 81, seed), ("eagle", 82, seed + 1), ("baseline", 82, seed + 1),
+                               ("baseline", 83, seed + 2), ("eagle", 83, seed + 2)]
+    assert done == [(mode, question) for mode, question, _ in calls[2:]]
+
+
 def test_bench_both_modes_end_to_end(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, bench_args(qwen3_target_dir, random_draft_dir, tmp_path))
     assert result.exit_code == 0, result.output

@@ -167,20 +167,6 @@ def answer_question(
     return QuestionResult(question.question_id, question.category, results)
 
 
-def run_mode(
-    models: BenchModels, questions: list[Question], mode: str, config: BenchConfig, on_question: QuestionCallback | None
-) -> list[QuestionResult]:
-    """One untimed warm-up question, then every question (seed = ``config.seed + index``)."""
-    answer_question(models, questions[0], mode, config, config.seed)
-    results = []
-    for index, question in enumerate(questions):
-        result = answer_question(models, question, mode, config, config.seed + index)
-        results.append(result)
-        if on_question is not None:
-            on_question(mode, result)
-    return results
-
-
 def clock(device: torch.device) -> float:
     """Wall time once the device has finished its queued work: the bench times whole turns,
     so the decoder itself never waits on the device for timing."""
@@ -226,8 +212,21 @@ def answer_all(
 def answer_with(
     models: BenchModels, config: BenchConfig, questions: list[Question], on_question: QuestionCallback | None = None
 ) -> dict[str, list[QuestionResult]]:
-    """Answer ``questions`` in every mode with loaded models."""
-    return {mode: run_mode(models, questions, mode, config, on_question) for mode in modes_of(config)}
+    """Answer ``questions`` in every mode with loaded models: one untimed warm-up question per
+    mode, then question by question in each mode (seed = ``config.seed + index``), the modes
+    taking turns to go first — so a drift in the machine's speed during the run reaches every
+    mode alike instead of whichever ran last."""
+    modes = modes_of(config)
+    for mode in modes:
+        answer_question(models, questions[0], mode, config, config.seed)
+    results: dict[str, list[QuestionResult]] = {mode: [] for mode in modes}
+    for index, question in enumerate(questions):
+        for mode in modes if index % 2 == 0 else modes[::-1]:
+            result = answer_question(models, question, mode, config, config.seed + index)
+            results[mode].append(result)
+            if on_question is not None:
+                on_question(mode, result)
+    return results
 
 
 def calibration_speed(models: BenchModels, question: Question, config: BenchConfig) -> float:
