@@ -33,6 +33,7 @@ from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
 from eagle3cli.decoding.generate import draft_step_tree, extend_context, speculative_step, tree_inputs
+from eagle3cli.decoding.fused_target import FusedTarget
 from eagle3cli.decoding.layout import column_major_linears, pack_linears
 from eagle3cli.decoding.state import DecodingState
 from eagle3cli.decoding.target import HFTarget
@@ -69,6 +70,23 @@ def load_models(target_dir: Path, draft_dir: Path, layout: str, dtype: torch.dty
     if layout != "row" and not (LAYOUTS[layout](model) and LAYOUTS[layout](draft)):
         raise SystemExit(f"layout {layout}: nothing re-laid (no oneDNN in this torch?)")
     return model, draft
+
+
+def tree_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags of the benchmarks that decode with one tree: target, draft, tree."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--target", type=Path, required=True)
+    parser.add_argument("--draft", type=Path, required=True)
+    parser.add_argument("--tree", default="4/2/1", help="total tokens / depth / top-k")
+    return parser
+
+
+def decoder_models(target_dir: Path, draft_dir: Path) -> tuple[FusedTarget, torch.nn.Module]:
+    """The fused target and the draft, its head in the dtype ``eagle3 bench`` picks on this CPU;
+    not yet laid out (``bench.runner.lay_out_for_cpu``)."""
+    model, draft = load_models(target_dir, draft_dir, "row")
+    draft.lm_head.to(torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32)
+    return FusedTarget(model, draft.config.aux_layer_ids), draft
 
 
 def mt_bench_prompt(tokenizer, question: Question) -> torch.Tensor:

@@ -12,21 +12,17 @@ verification, and the rest of the loop.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import importlib
 import time
-from pathlib import Path
 
 import torch
 
-from cpu_step import load_models, mt_bench_prompt
+from cpu_step import decoder_models, mt_bench_prompt, tree_parser
 from eagle3cli.bench.questions import bundled_question_file, read_question_file
 from eagle3cli.bench.runner import lay_out_for_cpu
 from eagle3cli.decoding import DecodingConfig
-from eagle3cli.decoding.fused_target import FusedTarget
 from eagle3cli.target.hub import load_tokenizer
-from eagle3cli.target.loading import native_bf16
 
 generate = importlib.import_module("eagle3cli.decoding.generate")  # the module (the package exports a function of that name)
 PARTS = ("draft_step_tree", "draft_extend", "verify", "cut_length", "read_outcome")
@@ -47,17 +43,12 @@ def timed(owner: object, name: str, label: str, seconds: collections.Counter) ->
 
 @torch.inference_mode()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", type=Path, required=True)
-    parser.add_argument("--draft", type=Path, required=True)
-    parser.add_argument("--tree", default="4/2/1", help="total tokens / depth / top-k")
+    parser = tree_parser(__doc__)
     parser.add_argument("--questions", type=int, default=4, help="first MT-bench questions (first turns), after one warm-up")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args()
     total_token, depth, top_k = (int(value) for value in args.tree.split("/"))
-    model, draft = load_models(args.target, args.draft, "row")
-    draft.lm_head.to(torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32)
-    target = FusedTarget(model, draft.config.aux_layer_ids)
+    target, draft = decoder_models(args.target, args.draft)
     lay_out_for_cpu(target, draft)
     tokenizer = load_tokenizer(str(args.target))
     questions = read_question_file(bundled_question_file("mt_bench"))[: args.questions]

@@ -301,3 +301,50 @@ def test_fused_target_runs_the_other_llama_family_types(model_type):
             outputs.append([first.logits, first.aux_hidden, verify.logits, verify.aux_hidden, decode.logits])
     for expected, got in zip(*outputs):
         assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["as loaded", "cpu"])
+def test_fused_draft_layer_gives_the_layers_outputs(dtype, layout):
+    """decoding.fused_draft: the draft layer with q/k/v and gate/up stacked gives the layer's own
+    outputs bit for bit — a prompt fed through the cache, a tree-masked frontier, one row — also
+    with both packed for the CPU, and drafting through it builds the same trees."""
+    from eagle3cli.decoding.fused_draft import FusedDraftLayer, fuse_draft_layer
+    from eagle3cli.decoding.generate import draft_step_tree, extend_context
+    from eagle3cli.decoding.layout import cpu_linears
+    from eagle3cli.decoding.state import allocate_draft_cache, draft_forward
+
+    model, draft, target = _models("llama", "random")
+    draft.to(dtype)
+    fused = copy.deepcopy(draft)
+    fuse_draft_layer(fused)
+    assert isinstance(fused.midlayer, FusedDraftLayer)
+    if layout == "cpu":
+        cpu_linears(draft)
+        cpu_linears(fused)
+    hidden_size = draft.config.hidden_size
+    generator = torch.Generator().manual_seed(1)
+    tokens = prompt(3, 12, VOCAB)[None]
+    hidden = torch.randn(1, 12, hidden_size, generator=generator).to(dtype)
+    frontier = torch.randn(1, 3, hidden_size, generator=generator).to(dtype)
+    mask = torch.ones(1, 1, 3, 12 + 3, dtype=torch.bool)
+    mask[0, 0, 1, 12] = mask[0, 0, 2, 13] = False
+
+    def passes(model):
+        cache = allocate_draft_cache(model, 32)
+        fed = draft_forward(model, cache, tokens[:, :9], hidden[:, :9], torch.arange(9)[None])  # causal, empty cache
+        fed2 = draft_forward(model, cache, tokens[:, 9:], hidden[:, 9:], torch.arange(9, 12)[None])  # after a cached prefix
+        tree = draft_forward(model, cache, tokens[:, :3], frontier, torch.full((1, 3), 12), mask)
+        cache.truncate(12)
+        one = draft_forward(model, cache, tokens[:, :1], frontier[:, :1], torch.tensor([[12]]))
+        return [fed, fed2, tree, one]
+
+    with torch.inference_mode():
+        for expected, got in zip(passes(draft), passes(fused)):
+            assert got.dtype == expected.dtype and torch.equal(got, expected)
+        config = DecodingConfig(max_new_tokens=30, **TREE)
+        input_ids = prompt(7, 21, VOCAB)
+        trees = [draft_step_tree(d, extend_context(target, d, input_ids, config)[0], config)[1] for d in (draft, fused)]
+        assert torch.equal(trees[0].tokens, trees[1].tokens) and torch.equal(trees[0].parents, trees[1].parents)
+        baseline = baseline_generate(target, input_ids, config).tokens.tolist()
+        assert speculative_generate(target, fused, input_ids, config).tokens.tolist() == baseline

@@ -26,8 +26,9 @@ from eagle3cli.config import BenchConfig
 from eagle3cli.configfile import write_resolved_config
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, generate
-from eagle3cli.decoding.layout import PACK_ROWS, cpu_linears
+from eagle3cli.decoding.fused_draft import fuse_draft_layer
 from eagle3cli.decoding.fused_target import FusedTarget, unfused_reason
+from eagle3cli.decoding.layout import PACK_ROWS, cpu_linears
 from eagle3cli.decoding.target import HFTarget, use_gqa_sdpa
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
@@ -103,7 +104,8 @@ def load_models(config: BenchConfig) -> BenchModels:
 def lay_out_for_cpu(target: HFTarget, draft: torch.nn.Module | None) -> None:
     """Ready target and draft for decoding on this CPU: the fused target's own projections
     packed (the model keeps its matrices), or else the model's, with grouped-query attention that
-    reads shared keys and values without a copy per query head; the draft's linears packed."""
+    reads shared keys and values without a copy per query head; the draft's layer fused
+    (q/k/v and gate/up stacked) and its linears packed."""
     bf16 = native_bf16(torch.device("cpu"))
     if isinstance(target, FusedTarget):
         cpu_linears(target.fused, bf16=bf16, keep_weights=False)
@@ -111,6 +113,7 @@ def lay_out_for_cpu(target: HFTarget, draft: torch.nn.Module | None) -> None:
         use_gqa_sdpa(target.model)  # tree verification without a copy of the cache per layer
         cpu_linears(target.model, bf16=bf16)
     if draft is not None:
+        fuse_draft_layer(draft)
         cpu_linears(draft, bf16=bf16)
 
 
@@ -259,7 +262,7 @@ def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfi
         "head_dtype": str(models.draft.lm_head.weight.dtype),
         "head_layout": [type(models.draft.lm_head).__name__, list(models.draft.lm_head.weight.stride())],  # decoding.layout
         "pack_rows": PACK_ROWS,
-        "target_forward": type(models.target).__name__,
+        "target_forward": type(models.target).__name__, "draft_layer": type(models.draft.midlayer).__name__,
     }
     measure = lambda candidate: calibration_speed(models, question, candidate)  # noqa: E731
     choice = tree_choice.choose_tree(config, facts, models.device.type == "cuda", measure)
