@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eagle3cli.decoding.fused_ops import rms_norm, rotate, stacked
+from eagle3cli.decoding.fused_ops import rms_norm, rotated_heads, stacked
 from eagle3cli.draft.attention import AttendFn
 from eagle3cli.draft.model import DraftDecoderLayer, Eagle3DraftModel
 
@@ -43,13 +43,11 @@ class FusedDraftLayer(nn.Module):
         features = torch.cat([rms_norm(input_embeds, self.input_layernorm), rms_norm(hidden, self.hidden_norm)], dim=-1)
         batch, length = features.shape[:2]
         heads = self.qkv.forward(features).view(batch, length, -1, self.head_dim)  # [B, T, q + k + v heads, D]
-        rotated = rotate(heads[:, :, : self.num_qk], cos[:, :, None], sin[:, :, None])
-        query = rotated[:, :, : self.num_query].transpose(1, 2)
-        key, value = rotated[:, :, self.num_query :].transpose(1, 2), heads[:, :, self.num_qk :].transpose(1, 2)
+        query, key, value = rotated_heads(heads, self.num_query, self.num_qk, cos[:, :, None], sin[:, :, None])
         output = attend(query, key, value)  # [B, heads, T, D]
         hidden = hidden + self.o_proj.forward(output.transpose(1, 2).reshape(batch, length, -1))
         gate, up = self.gate_up.forward(rms_norm(hidden, self.post_attention_layernorm)).split(self.intermediate, dim=-1)
-        return hidden + self.down_proj.forward(self.act_fn(gate) * up)
+        return hidden + self.down_proj.forward(self.act_fn.forward(gate) * up)
 
 
 def fuse_draft_layer(draft: Eagle3DraftModel) -> None:

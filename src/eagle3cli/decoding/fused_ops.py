@@ -29,6 +29,15 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + torch.cat((-second, first), dim=-1) * sin
 
 
+def rotated_heads(
+    heads: torch.Tensor, num_query: int, num_qk: int, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One stacked q/k/v product as ``heads [B, T, q + k + v heads, D]`` → query, key and value
+    ``[B, heads, T, D]``, RoPE over the query and key heads in one pass (a layer without q/k norms)."""
+    rotated = rotate(heads[:, :, :num_qk], cos, sin)
+    return rotated[:, :, :num_query].transpose(1, 2), rotated[:, :, num_query:].transpose(1, 2), heads[:, :, num_qk:].transpose(1, 2)
+
+
 def stacked(linears: Sequence[nn.Linear]) -> nn.Linear:
     """One ``nn.Linear`` whose output is the outputs of ``linears`` side by side."""
     weight = torch.cat([linear.weight.detach() for linear in linears])

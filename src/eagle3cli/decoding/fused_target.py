@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eagle3cli.decoding.fused_ops import rms_norm, rotate, stacked
+from eagle3cli.decoding.fused_ops import rms_norm, rotate, rotated_heads, stacked
 from eagle3cli.decoding.state import TargetOutput
 from eagle3cli.decoding.target import HFTarget
 from eagle3cli.errors import Eagle3Error
@@ -158,8 +158,7 @@ class FusedTarget(HFTarget):
         num_query, num_qk = fused.heads[0], fused.heads[0] + fused.heads[1]
         norms = self.qk_norms
         if norms is None:  # one RoPE over the query and key heads together: the same products, half the calls
-            rotated = rotate(heads[:, :, :num_qk], cos, sin)
-            query, key = rotated[:, :, :num_query], rotated[:, :, num_query:]
+            query, key, value = rotated_heads(heads, num_query, num_qk, cos, sin)
         else:
             query, key = heads[:, :, :num_query], heads[:, :, num_query:num_qk]
             if norms[2] == "before RoPE":
@@ -167,7 +166,7 @@ class FusedTarget(HFTarget):
             query, key = rotate(query, cos, sin), rotate(key, cos, sin)
             if norms[2] == "after RoPE":
                 query, key = rms_norm(query, getattr(layer.self_attn, norms[0])), rms_norm(key, getattr(layer.self_attn, norms[1]))
-        query, key, value = query.transpose(1, 2), key.transpose(1, 2), heads[:, :, num_qk:].transpose(1, 2)
+            query, key, value = query.transpose(1, 2), key.transpose(1, 2), heads[:, :, num_qk:].transpose(1, 2)
         keys, values = cache.update(key, value, index)
         out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, is_causal=causal, scale=self.scaling,
                                              enable_gqa=query.shape[1] != keys.shape[1])
