@@ -107,6 +107,19 @@ def test_cpu_servers_turn_chunked_prefill_off_unless_the_extra_args_choose() -> 
     assert not any("chunked-prefill" in arg for arg in gpu.command)
 
 
+def test_cpu_servers_get_all_cores_and_no_aot_compile_cache_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_USE_AOT_COMPILE")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    (cpu,) = plan_servers(config(), "py", [])
+    assert [cpu.env()[name] for name in names] == ["0", "0"]
+    (gpu,) = plan_servers(config(), "py", ["0"])  # GPU servers: vLLM's own defaults
+    assert not set(names) & set(gpu.env())
+    monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
+    monkeypatch.setenv("VLLM_USE_AOT_COMPILE", "1")
+    assert [cpu.env()[name] for name in names] == ["1", "1"]
+
+
 def test_too_few_gpus_is_an_error() -> None:
     with pytest.raises(Eagle3Error, match="3 servers x 2 GPU"):
         plan_servers(config(num_servers=3, gpus_per_server=2), "py", ["0", "1", "2", "3"])

@@ -58,6 +58,21 @@ def cpu_chunked_prefill_off(named: Iterable[str]) -> bool:
     return not any("chunked_prefill" in name.replace("-", "_") for name in named)
 
 
+def cpu_vllm_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with what vLLM's CPU build needs to use this machine, each only where ``env``
+    does not set it already:
+
+    - ``VLLM_CPU_NUM_OF_RESERVED_CPU=0``: vLLM keeps a core away from its compute threads by
+      default, so on 2 cores one core computes (speculative decoding of SmolLM2: 46-48 tok/s
+      with one core, 53-55 with both, ``benchmarks/RESULTS.md``);
+    - ``VLLM_USE_AOT_COMPILE=0``: vLLM 0.32's CPU build fails to load its own ahead-of-time
+      compile cache (``'function' object has no attribute 'finalize_loading'``) and compiles
+      again at every start, which once ended in a stack overflow; without it the inductor cache
+      loads and a SmolLM2 server starts in 70 s instead of 94.
+    """
+    return {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_USE_AOT_COMPILE": "0", **env}
+
+
 def signal_group(process: subprocess.Popen[Any], signum: int) -> None:
     """Send ``signum`` to ``process``'s process group (started with ``start_new_session``)."""
     try:

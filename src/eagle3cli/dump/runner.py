@@ -201,10 +201,10 @@ def open_backend(
     engine_args: dict[str, Any] | None, env: dict[str, str] | None,
 ) -> HFStates | VllmStates:
     if config.backend == "vllm":
+        device = resolve_device(config.device, processes.local_rank)
         return VllmStates(config, target, directory, rank=processes.rank, local_rank=processes.local_rank,
-                          world_size=processes.world_size,
-                          compute_dtype=compute_dtype(DUMP_DTYPES[config.dtype], resolve_device(config.device, processes.local_rank)),
-                          engine_args=engine_args, env=env)
+                          world_size=processes.world_size, compute_dtype=compute_dtype(DUMP_DTYPES[config.dtype], device),
+                          engine_args=engine_args, env=env, cpu=device.type == "cpu")
     return HFStates(config, target, processes)
 
 

@@ -34,7 +34,7 @@ from eagle3cli.data.tokenize import TokenizedSample
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.vllm_process import VLLM_SIDE, VllmWorker, resolve_vllm_python
+from eagle3cli.vllm_process import VLLM_SIDE, VllmWorker, cpu_vllm_env, resolve_vllm_python
 
 DUMP_WORKER = VLLM_SIDE / "dump_worker.py"
 CONNECTOR = "Eagle3HiddenStatesConnector"
@@ -132,7 +132,9 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         compute_dtype: torch.dtype,
         engine_args: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        cpu: bool = False,
     ) -> None:
+        """``cpu``: vLLM's CPU build runs the engine (:func:`~eagle3cli.vllm_process.cpu_vllm_env`)."""
         from eagle3cli.target.weights import read_final_norm
 
         check_vllm_target(config, target)
@@ -148,6 +150,8 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         if world_size > 1:  # data parallel: each process's engine on its own devices of those it may see
             env["CUDA_VISIBLE_DEVICES"] = ",".join(process_devices(local_rank, config.tensor_parallel_size))
         self.log_path = directory / VLLM_STATES_DIR / f"vllm-rank-{rank}.log"
+        if cpu:
+            env = cpu_vllm_env({**os.environ, **env})
         self.engine = VllmWorker(resolve_vllm_python(config.vllm_python), arguments,
                                  log_path=self.log_path, env=env, worker=DUMP_WORKER)
 
