@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from eagle3cli.bench.questions import (
@@ -17,7 +18,7 @@ from eagle3cli.bench.questions import (
     read_question_file,
     select_questions,
 )
-from eagle3cli.bench.report import QuestionResult, TurnResult, acceptance_by_position, summarize
+from eagle3cli.bench.report import QuestionResult, TurnResult, acceptance_by_position, summarize, vocabulary_coverage
 from eagle3cli.bench.runner import answer_all, run_workers
 from eagle3cli.cli.main import app
 from eagle3cli.config import BenchConfig
@@ -89,15 +90,21 @@ def test_bench_both_modes_end_to_end(qwen3_target_dir: Path, random_draft_dir: P
         assert spec["choices"][0]["turns"] == plain["choices"][0]["turns"]
         assert all(sum(lengths) + 1 == new for lengths, new in zip(spec["choices"][0]["accept_lengths"], spec["choices"][0]["new_tokens"]))
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"settings", "hardware", "modes", "categories", "speedup", "identical_turns"}
+    assert set(summary) == {"settings", "hardware", "modes", "categories", "speedup", "identical_turns", "draft_vocabulary"}
     assert summary["modes"]["eagle"]["tau"] >= 1.0 and summary["speedup"] > 0
     assert summary["identical_turns"] == 4
+    in_vocabulary = load_file(random_draft_dir / "model.safetensors")["t2d"]
+    token_ids = [token for record in eagle for turn in record["choices"][0]["token_ids"] for token in turn]
+    covered = sum(bool(in_vocabulary[token]) for token in token_ids)
+    assert summary["draft_vocabulary"] == {"draft_vocab_size": int(in_vocabulary.sum()), "answer_tokens": len(token_ids),
+                                           "covered": covered, "coverage": covered / len(token_ids)}
     assert set(summary["categories"]) == {"writing"}
     assert summary["settings"]["total_token"] == 60 and summary["settings"]["num_questions"] == 2
     assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "config.json").read_text())["model_id"] == "tiny"
     assert "speed-up" in result.stdout
     assert "greedy answers token-identical to baseline: 4 of 4 turns" in result.stdout
+    assert f"draft vocabulary ({int(in_vocabulary.sum()):,} tokens): {covered / len(token_ids):.1%} of the answers' " in result.stdout
     assert "Loading weights" not in result.stderr  # transformers' own bar stays out of the command's output
 
 
@@ -220,6 +227,14 @@ def test_report_figures() -> None:
     with pytest.raises(Eagle3Error, match="different questions"):
         summarize({"eagle": eagle, "baseline": [QuestionResult(2, "math", [])]}, {}, {})
     assert "identical_turns" not in summary  # no temperature in the settings: not a greedy run
+
+
+def test_vocabulary_coverage_counts_the_answers_tokens_the_draft_can_propose() -> None:
+    in_vocabulary = [True, False, True, False, False]
+    results = [QuestionResult(1, "math", [TurnResult("a", 3, 1.0, [1], [0, 1, 2]), TurnResult("b", 2, 1.0, [1], [2, 4])]),
+               QuestionResult(2, "math", [TurnResult("c", 1, 1.0, [1], [3])])]
+    assert vocabulary_coverage(results, in_vocabulary) == {"draft_vocab_size": 2, "answer_tokens": 6, "covered": 3, "coverage": 0.5}
+    assert vocabulary_coverage([QuestionResult(1, "math", [TurnResult("a", 3, 1.0, [1])])], in_vocabulary) is None  # no token ids
 
 
 def test_greedy_summary_counts_turns_identical_to_baseline() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,19 @@ def summarize(modes: dict[str, list[QuestionResult]], settings: dict[str, Any], 
         if settings.get("temperature") == 0:
             summary["identical_turns"] = identical_turns(modes["eagle"], modes["baseline"])
     return summary
+
+
+def vocabulary_coverage(results: Iterable[QuestionResult], in_vocabulary: Sequence[bool]) -> dict[str, Any] | None:
+    """How many of the answers' tokens the draft could propose at all: ``in_vocabulary[id]`` (the
+    draft's ``t2d``) over the token ids of every turn. A token outside the draft's vocabulary is
+    never drafted, so ``coverage`` bounds every position's acceptance; ``None`` when the answers
+    carry no token ids."""
+    token_ids = [token for result in results for turn in result.turns for token in turn.token_ids]
+    if not token_ids:
+        return None
+    covered = sum(bool(in_vocabulary[token]) for token in token_ids)
+    return {"draft_vocab_size": sum(map(bool, in_vocabulary)), "answer_tokens": len(token_ids), "covered": covered,
+            "coverage": covered / len(token_ids)}
 
 
 def identical_turns(eagle: list[QuestionResult], baseline: list[QuestionResult]) -> int | None:

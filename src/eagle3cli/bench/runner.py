@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from eagle3cli.bench.questions import Question, load_questions, select_questions
-from eagle3cli.bench.report import QuestionResult, TurnResult, plot_summary, summarize
+from eagle3cli.bench.report import QuestionResult, TurnResult, plot_summary, summarize, vocabulary_coverage
 from eagle3cli.chat_template import end_of_turn_token_ids, render_generation_prompt
 from eagle3cli.config import BenchConfig
 from eagle3cli.configfile import write_resolved_config
@@ -269,6 +269,19 @@ def choose_auto_tree(models: BenchModels, question: Question, config: BenchConfi
     return tree_choice.with_tree(config, choice.tree), choice.describe()
 
 
+def draft_vocabulary(config: BenchConfig, draft: torch.nn.Module | None) -> list[bool]:
+    """The draft's ``t2d`` (which target tokens it can propose): the loaded draft's, else its checkpoint's."""
+    if draft is None:
+        from eagle3cli.draft.checkpoint import check_fits_target
+        from eagle3cli.target.hub import resolve_model_dir
+
+        assert config.eagle_model_path is not None  # the config requires it outside baseline mode
+        target = bench_target(config)
+        draft_dir = resolve_model_dir(config.eagle_model_path)
+        return check_fits_target(draft_dir, target.directory, target.config).tensors["t2d"].tolist()
+    return draft.t2d.tolist()
+
+
 def gpu_groups(config: BenchConfig) -> list[list[int]]:
     """GPU ids per worker: ``num_gpus_total / num_gpus_per_model`` groups (none for one CPU worker)."""
     visible = torch.cuda.device_count()
@@ -355,7 +368,7 @@ def run_bench(
     if auto_tree and len(groups) > 1:
         raise Eagle3Error("--total-token/--depth/--top-k auto calibrate on one model",
                           hint="run once with --num-gpus-total 1 to choose the tree (it is cached), then pass it explicitly")
-    tree_note = used_forward = None
+    tree_note = used_forward = draft = None
     with claimed_output_dir(config.output_dir, "bench") as output_dir:
         write_resolved_config(config, output_dir)
         if on_start is not None:
@@ -368,6 +381,7 @@ def run_bench(
         else:
             torch.manual_seed(config.seed)
             models = load_models(config)
+            draft = models.draft
             used_forward = "fused" if isinstance(models.target, FusedTarget) else "transformers"
             if auto_tree:
                 config, tree_note = choose_auto_tree(models, questions[0], config)
@@ -380,5 +394,7 @@ def run_bench(
         summary = summarize(modes, settings, hardware())
         for mode, metrics in vllm_metrics.items():
             summary["modes"][mode]["vllm"] = metrics
+        if "eagle" in modes:
+            summary["draft_vocabulary"] = vocabulary_coverage(modes["eagle"], draft_vocabulary(config, draft))
         write_outputs(config, modes, summary)
     return summary

@@ -96,6 +96,10 @@ def print_summary(summary: dict[str, Any], modes: list[str], output_dir: Path) -
     if summary.get("identical_turns") is not None:
         stdout.print(f"greedy answers token-identical to baseline: {summary['identical_turns']} of "
                      f"{summary['modes']['eagle']['num_turns']} turns")
+    if summary.get("draft_vocabulary") is not None:
+        vocabulary = summary["draft_vocabulary"]
+        stdout.print(f"draft vocabulary ({vocabulary['draft_vocab_size']:,} tokens): {vocabulary['coverage']:.1%} "
+                     f"of the answers' {vocabulary['answer_tokens']:,} tokens")
     if "tree_choice" in summary["settings"]:
         stdout.print(summary["settings"]["tree_choice"])
     stdout.print(f"answers and summary.json in {output_dir}")
