@@ -112,6 +112,36 @@ def test_vllm_cpu_engines_prefill_unchunked_unless_the_engine_arguments_say_othe
     assert chosen["enable_chunked_prefill"] is True
 
 
+def test_vllm_on_a_cpu_gets_every_core_and_no_aot_compile_cache_unless_the_caller_chose(
+    tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM's offline engine on its CPU build otherwise keeps one of two cores idle (see serve)."""
+    from eagle3cli.bench import vllm_backend
+
+    class Started(Exception):
+        pass
+
+    envs: list[dict[str, str]] = []
+
+    def engine(python: str, arguments: dict[str, Any], *, log_path: Path, env: dict[str, str] | None) -> None:
+        envs.append(dict(env or {}))
+        raise Started
+
+    monkeypatch.setattr(vllm_backend, "VllmEngine", engine)
+    monkeypatch.setattr(vllm_backend, "resolve_vllm_python", lambda python: "py")
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU", raising=False)
+    monkeypatch.setenv("VLLM_USE_AOT_COMPILE", "1")  # the caller's choice stays
+    target = save_cycle_target(tmp_path / "target", "qwen3", qwen3_tokenizer)
+    spec = resolve_target(target.directory, chat_template="qwen3", generation_only=True)
+    for cpu in (True, False):
+        with pytest.raises(Started):
+            run_vllm_questions(QUESTIONS, target=spec, draft_dir=None, log_path=tmp_path / "vllm.log",
+                               env={"VLLM_CPU_KVCACHE_SPACE": "1"}, cpu=cpu)
+    on_cpu, on_gpu = envs
+    assert (on_cpu["VLLM_CPU_NUM_OF_RESERVED_CPU"], on_cpu["VLLM_USE_AOT_COMPILE"], on_cpu["VLLM_CPU_KVCACHE_SPACE"]) == ("0", "1", "1")
+    assert on_gpu == {"VLLM_CPU_KVCACHE_SPACE": "1"}  # a GPU engine: only what the caller passed, over vLLM's defaults
+
+
 def test_a_draft_vllm_would_load_silently_wrong_is_refused_first(
     tmp_path: Path, qwen3_tokenizer: PreTrainedTokenizerBase
 ) -> None:
