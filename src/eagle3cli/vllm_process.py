@@ -64,7 +64,7 @@ def cpu_vllm_env(env: Mapping[str, str]) -> dict[str, str]:
 
     - ``VLLM_CPU_NUM_OF_RESERVED_CPU=0``: vLLM keeps a core away from its compute threads by
       default, so on 2 cores one core computes (speculative decoding of SmolLM2: 46-48 tok/s
-      with one core, 53-55 with both, ``benchmarks/RESULTS.md``);
+      with one core, 44-55 with both, median 53; ``benchmarks/RESULTS.md``);
     - ``VLLM_USE_AOT_COMPILE=0``: vLLM 0.32's CPU build fails to load its own ahead-of-time
       compile cache (``'function' object has no attribute 'finalize_loading'``) and compiles
       again at every start, which once ended in a stack overflow; without it the inductor cache
