@@ -121,10 +121,10 @@ def test_vllm_on_a_cpu_gets_every_core_and_no_aot_compile_cache_unless_the_calle
     class Started(Exception):
         pass
 
-    envs: list[dict[str, str]] = []
+    engines: list[VllmEngine] = []
 
-    def engine(python: str, arguments: dict[str, Any], *, log_path: Path, env: dict[str, str] | None) -> None:
-        envs.append(dict(env or {}))
+    def engine(python: str, arguments: dict[str, Any], **settings: Any) -> None:
+        engines.append(VllmEngine(python, arguments, **settings))  # built, never started
         raise Started
 
     monkeypatch.setattr(vllm_backend, "VllmEngine", engine)
@@ -137,9 +137,9 @@ def test_vllm_on_a_cpu_gets_every_core_and_no_aot_compile_cache_unless_the_calle
         with pytest.raises(Started):
             run_vllm_questions(QUESTIONS, target=spec, draft_dir=None, log_path=tmp_path / "vllm.log",
                                env={"VLLM_CPU_KVCACHE_SPACE": "1"}, cpu=cpu)
-    on_cpu, on_gpu = envs
+    on_cpu, on_gpu = (engine.env for engine in engines)
     assert (on_cpu["VLLM_CPU_NUM_OF_RESERVED_CPU"], on_cpu["VLLM_USE_AOT_COMPILE"], on_cpu["VLLM_CPU_KVCACHE_SPACE"]) == ("0", "1", "1")
-    assert on_gpu == {"VLLM_CPU_KVCACHE_SPACE": "1"}  # a GPU engine: only what the caller passed, over vLLM's defaults
+    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in on_gpu and on_gpu["VLLM_CPU_KVCACHE_SPACE"] == "1"  # a GPU engine: vLLM's defaults
 
 
 def test_a_draft_vllm_would_load_silently_wrong_is_refused_first(

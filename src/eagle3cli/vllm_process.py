@@ -110,11 +110,16 @@ class VllmWorker:
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 1800.0,
         worker: Path,
+        cpu: bool = False,
     ) -> None:
+        """``env``: variables over this process's environment; ``cpu``: vLLM's CPU build runs
+        the engine, which gets :func:`cpu_vllm_env`'s defaults where neither sets them."""
         self.python = python
         self.engine_args = dict(engine_args)
         self.log_path = Path(log_path)
         self.env = {**os.environ, **(env or {})}
+        if cpu:
+            self.env = cpu_vllm_env(self.env)
         # vLLM's engine processes import worker-side modules (a KV connector) from the worker's folder
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(VLLM_SIDE), self.env.get("PYTHONPATH")]))
         self.worker = worker

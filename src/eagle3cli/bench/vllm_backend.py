@@ -21,7 +21,6 @@ before vLLM sees it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from eagle3cli.chat_template import TemplateName, end_of_turn_token_ids, render_
 from eagle3cli.data.records import Turn
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.target.spec import TargetSpec
-from eagle3cli.vllm_process import cpu_chunked_prefill_off, cpu_vllm_env, resolve_vllm_python
+from eagle3cli.vllm_process import cpu_chunked_prefill_off, resolve_vllm_python
 
 VllmQuestionCallback = Callable[[QuestionResult], None]
 
@@ -114,8 +113,7 @@ def run_vllm_questions(
             max_model_len=max_model_len, seed=seed, extra=engine_args, draft_tensor_parallel_size=draft_tensor_parallel_size,
             cpu=cpu,
         )
-        env = cpu_vllm_env({**os.environ, **(env or {})}) if cpu else env
-        engine = stack.enter_context(VllmEngine(python, arguments, log_path=log_path, env=env))
+        engine = stack.enter_context(VllmEngine(python, arguments, log_path=log_path, env=env, cpu=cpu))
         answer_question(engine, tokenizer, questions[0], settings, seed)  # warm-up
         results, counters = answer_questions(engine, tokenizer, questions, settings, seed, on_question)
     return VllmBenchRun(results, run_figures(results, counters, engine, num_speculative_tokens if draft_dir else 0))

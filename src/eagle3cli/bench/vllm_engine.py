@@ -86,8 +86,8 @@ class VllmEngine(VllmWorker):
     """The bench worker: :meth:`generate` answers one prompt."""
 
     def __init__(self, python: str, engine_args: Mapping[str, Any], *, log_path: Path,
-                 env: Mapping[str, str] | None = None, ready_timeout_s: float = 1800.0) -> None:
-        super().__init__(python, engine_args, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s, worker=BENCH_WORKER)
+                 env: Mapping[str, str] | None = None, ready_timeout_s: float = 1800.0, cpu: bool = False) -> None:
+        super().__init__(python, engine_args, log_path=log_path, env=env, ready_timeout_s=ready_timeout_s, worker=BENCH_WORKER, cpu=cpu)
 
     def generate(self, prompt_token_ids: Sequence[int], sampling: Mapping[str, Any], *, timeout_s: float = 3600.0) -> VllmGeneration:
         """Answer one prompt (bench worker); ``sampling`` are ``vllm.SamplingParams`` fields."""

@@ -34,7 +34,7 @@ from eagle3cli.data.tokenize import TokenizedSample
 from eagle3cli.dump.shard_file import FP8, NUM_AUX_STATES, HiddenSample, quantize
 from eagle3cli.dump.target import DumpTarget
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.vllm_process import VLLM_SIDE, VllmWorker, cpu_vllm_env, resolve_vllm_python
+from eagle3cli.vllm_process import VLLM_SIDE, VllmWorker, resolve_vllm_python
 
 DUMP_WORKER = VLLM_SIDE / "dump_worker.py"
 CONNECTOR = "Eagle3HiddenStatesConnector"
@@ -150,10 +150,8 @@ class VllmStates(AbstractContextManager["VllmStates"]):
         if world_size > 1:  # data parallel: each process's engine on its own devices of those it may see
             env["CUDA_VISIBLE_DEVICES"] = ",".join(process_devices(local_rank, config.tensor_parallel_size))
         self.log_path = directory / VLLM_STATES_DIR / f"vllm-rank-{rank}.log"
-        if cpu:
-            env = cpu_vllm_env({**os.environ, **env})
         self.engine = VllmWorker(resolve_vllm_python(config.vllm_python), arguments,
-                                 log_path=self.log_path, env=env, worker=DUMP_WORKER)
+                                 log_path=self.log_path, env=env, worker=DUMP_WORKER, cpu=cpu)
 
     def __enter__(self) -> VllmStates:
         self.engine.__enter__()
