@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from eagle3cli.bench.questions import Question, bundled_question_file, read_question_file
+from eagle3cli.bench.runner import resolve_head_dtype
 from eagle3cli.chat_template import render_generation_prompt
 from eagle3cli.data.records import Turn
 from eagle3cli.decoding import DecodingConfig, baseline_generate, speculative_generate
@@ -85,7 +86,7 @@ def decoder_models(target_dir: Path, draft_dir: Path) -> tuple[FusedTarget, torc
     """The fused target and the draft, its head in the dtype ``eagle3 bench`` picks on this CPU;
     not yet laid out (``bench.runner.lay_out_for_cpu``)."""
     model, draft = load_models(target_dir, draft_dir, "row")
-    draft.lm_head.to(torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32)
+    draft.lm_head.to(resolve_head_dtype("auto", torch.device("cpu"), torch.float32))
     return FusedTarget(model, draft.config.aux_layer_ids), draft
 
 
