@@ -154,3 +154,11 @@ def test_prompt_only_records_pass_without_require_assistant() -> None:
     conversation = normalise(record, require_assistant=False)
     assert [turn.role for turn in conversation.turns] == ["user", "assistant", "user"]
     assert normalise({"conversations": [user("Hi")]}, require_assistant=False).num_assistant_turns == 0
+
+
+def test_prompt_only_records_may_list_user_turns_in_a_row() -> None:
+    record = {"conversations": [user("Summarise this."), user("Now in one line."), assistant("Sure")]}
+    conversation = normalise(record, require_assistant=False)
+    assert [turn.content for turn in conversation.turns] == ["Summarise this.", "Now in one line.", "Sure"]
+    with pytest.raises(RecordProblem, match=r"conversations\[2\] is a second 'assistant' turn in a row"):
+        normalise({"conversations": [user("Hi"), assistant("Hello"), assistant("Again")]}, require_assistant=False)

@@ -75,6 +75,24 @@ def test_every_user_turn_is_answered_with_the_regenerated_history(tmp_path: Path
     assert (tmp_path / "out" / "failed.jsonl").read_text() == ""
 
 
+def test_user_turns_in_a_row_are_each_answered_in_order(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "prompts.jsonl", [
+        {"id": "p0", "conversations": [{"role": "user", "content": "Summarise this."}, {"role": "user", "content": "Shorter?"}]},
+    ])
+    with FakeOpenAIServer() as server:
+        summary = sample(config_for(server, data, tmp_path / "out", max_tokens=64))
+        requests = server.chat_requests()
+    (record,) = shard_records(tmp_path / "out")
+    assert [(turn["role"], turn["content"]) for turn in record["conversations"]] == [
+        ("user", "Summarise this."), ("assistant", "answer 1 to: Summarise this."),
+        ("user", "Shorter?"), ("assistant", "answer 2 to: Shorter?"),
+    ]
+    assert requests[-1]["messages"][:2] == [
+        {"role": "user", "content": "Summarise this."}, {"role": "assistant", "content": "answer 1 to: Summarise this."},
+    ]
+    assert (summary.num_done, summary.num_skipped) == (1, 0)
+
+
 def test_temperature_mix_is_drawn_per_record_with_its_seed(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "chats.jsonl", [sharegpt(index) for index in range(60)])
     with FakeOpenAIServer() as server:

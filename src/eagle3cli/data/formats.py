@@ -88,7 +88,11 @@ def normalise_record(
 
 
 def check_turn_order(turns: tuple[Turn, ...], turns_key: str, *, require_assistant: bool) -> None:
-    """Check system-first, user-first and strict user/assistant alternation."""
+    """Check system-first, user-first and strict user/assistant alternation.
+
+    Without ``require_assistant`` (prompts for ``eagle3 sample``, which answers each user turn
+    in order) user turns may also follow each other: ``[user, user]`` is a two-turn prompt.
+    """
     previous: Role | None = None
     for index, turn in enumerate(turns):
         where = f"{turns_key}[{index}]"
@@ -99,7 +103,7 @@ def check_turn_order(turns: tuple[Turn, ...], turns_key: str, *, require_assista
         if previous is None and turn.role != "user":
             detail = f"{where} is '{turn.role}'; the first non-system turn must be 'user'"
             raise RecordProblem("non-alternating turns", detail)
-        if previous == turn.role:
+        if previous == turn.role and (require_assistant or turn.role == "assistant"):
             raise RecordProblem("non-alternating turns", f"{where} is a second '{turn.role}' turn in a row")
         previous = turn.role
     if require_assistant and not any(turn.role == "assistant" for turn in turns):

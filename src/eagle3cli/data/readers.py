@@ -154,7 +154,8 @@ def read_conversations(
     The source is resolved now (a missing path raises :class:`Eagle3Error`); files are
     read lazily, ``.jsonl`` line by line. Iterating yields ``(input_index, conversation)``;
     ``num_samples`` stops after that many good records. ``require_assistant`` rejects
-    records without an assistant turn (set it to ``False`` for prompt-only data).
+    records without an assistant turn (set it to ``False`` for prompt-only data, whose user
+    turns may also follow each other).
     """
     if num_samples is not None and num_samples < 1:
         raise Eagle3Error(f"num_samples must be 1 or more, got {num_samples}", hint="leave it unset to read all")
