@@ -4,6 +4,7 @@ cut answer is trimmed, follow-up turns, benchmark questions dropped, same bytes 
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -27,15 +28,14 @@ def record(index: int, *answers: tuple[str, str]) -> dict:
     return {"id": f"r{index}", "conversations": turns}
 
 
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str, records: list[dict] | None = None) -> Path:
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> Path:
     source = tmp_path / "train.jsonl"
-    if records is None:
-        records = [
-            record(0, (FINISHED, "stop"), (SHORT, "stop")),
-            record(1, (CUT, "length")),
-            record(2, (FINISHED, "stop")),  # the same answer again: one passage
-            record(3, (MT_BENCH_TURN + " " + FINISHED, "stop")),  # carries a benchmark question
-        ]
+    records = [
+        record(0, (FINISHED, "stop"), (SHORT, "stop")),
+        record(1, (CUT, "length")),
+        record(2, (FINISHED, "stop")),  # the same answer again: one passage
+        record(3, (MT_BENCH_TURN + " " + FINISHED, "stop")),  # carries a benchmark question
+    ]
     source.write_text("".join(json.dumps(r) + "\n" for r in records))
     output = tmp_path / "passage" / "prompts.jsonl"
     monkeypatch.setattr(sys, "argv", ["passage_prompts.py", "--passages", str(source), "--output", str(output), *flags])
@@ -68,8 +68,6 @@ def test_same_seed_same_bytes_and_no_follow_ups_at_rate_zero(tmp_path: Path, mon
 
 
 def test_a_passage_after_the_instruction_is_called_the_text_below_and_before_it_the_text_above() -> None:
-    import random
-
     for seed in range(200):
         text = passage_prompts.prompt(random.Random(seed), "PASSAGE")
         before, _, after = text.partition("PASSAGE")
@@ -77,7 +75,7 @@ def test_a_passage_after_the_instruction_is_called_the_text_below_and_before_it_
         assert "above" not in before
 
 
-def test_a_line_that_is_not_a_record_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_a_line_that_is_not_a_record_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "train.jsonl"
     source.write_text(json.dumps(record(0, (FINISHED, "stop"))) + "\n{not json\n")
     monkeypatch.setattr(sys, "argv", ["passage_prompts.py", "--passages", str(source), "--output", str(tmp_path / "out.jsonl")])

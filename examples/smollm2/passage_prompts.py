@@ -31,7 +31,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from decontamination import bench_files, load_bench_index, normalise
+from decontamination import BenchIndex, bench_files, load_bench_index, normalise
 from prompt_parts import pick
 from self_prompts import user_texts
 
@@ -127,7 +127,7 @@ def prompt(rng: random.Random, passage: str) -> str:
     return wrapping.format(task=task, passage=passage)
 
 
-def build(texts: list[str], args: argparse.Namespace, index, seen: set[str]) -> tuple[list[dict], Counter]:
+def build(texts: list[str], args: argparse.Namespace, index: BenchIndex, seen: set[str]) -> tuple[list[dict], Counter]:
     rng = random.Random(args.seed)
     order = list(range(len(texts)))
     rng.shuffle(order)
