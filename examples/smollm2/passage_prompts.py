@@ -33,11 +33,10 @@ from pathlib import Path
 
 from decontamination import BenchIndex, bench_files, load_bench_index, normalise
 from prompt_parts import pick
-from self_prompts import user_texts
+from self_prompts import user_texts, write_prompts
 
 from eagle3cli.bench.questions import bundled_questions_dir
 from eagle3cli.errors import Eagle3Error
-from eagle3cli.fileio import atomic_write_json, atomic_write_text
 
 MIN_CHARS = 300
 MAX_CHARS = 1800
@@ -171,9 +170,7 @@ def main() -> None:
         kept, counts = build(texts, args, index, seen)
     except (Eagle3Error, OSError) as error:
         sys.exit(f"error: {error}")
-    atomic_write_text(args.output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in kept))
-    atomic_write_json(args.output.with_name(args.output.name + ".report.json"), {"settings": {k: str(v) for k, v in vars(args).items()}, "counts": dict(counts)})
-    print(f"{len(kept)} prompts → {args.output}; " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    write_prompts(kept, counts, args)
 
 
 if __name__ == "__main__":

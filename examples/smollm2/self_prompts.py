@@ -57,6 +57,14 @@ def user_texts(path: Path) -> set[str]:
     return texts
 
 
+def write_prompts(kept: list[dict], counts: Counter, args: argparse.Namespace) -> None:
+    """``kept`` to ``args.output`` and the settings and counts to ``<output>.report.json``, each
+    atomically; one summary line to stdout."""
+    atomic_write_text(args.output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in kept))
+    atomic_write_json(args.output.with_name(args.output.name + ".report.json"), {"settings": {k: str(v) for k, v in vars(args).items()}, "counts": dict(counts)})
+    print(f"{len(kept)} prompts → {args.output}; " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+
+
 async def complete(client: httpx.AsyncClient, model: str, prefix: str, end: str, args: argparse.Namespace, seed: int) -> list[dict]:
     body = {"model": model, "prompt": prefix, "max_tokens": args.max_tokens, "temperature": args.temperature,
             "top_p": args.top_p, "seed": seed, "stop": [end]}
@@ -134,9 +142,7 @@ def main() -> None:
         kept, counts = select(asyncio.run(completions(args, prefix, end)), index, seen, args.num_prompts)
     except (Eagle3Error, httpx.HTTPError, OSError) as error:
         sys.exit(f"error: {error}")
-    atomic_write_text(args.output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in kept))
-    atomic_write_json(args.output.with_name(args.output.name + ".report.json"), {"settings": {k: str(v) for k, v in vars(args).items()}, "counts": dict(counts)})
-    print(f"{len(kept)} prompts → {args.output}; " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    write_prompts(kept, counts, args)
 
 
 if __name__ == "__main__":
