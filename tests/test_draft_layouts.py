@@ -311,6 +311,22 @@ def test_init_draft_takes_any_layout(tmp_path: Path, target_dir: Path) -> None:
     assert torch.equal(vocab_map.d2t, state["d2t"]) and torch.equal(vocab_map.t2d, state["t2d"])
 
 
+def test_init_draft_without_an_embedding_shares_the_targets_and_warns_only_without_one(
+    tmp_path: Path, target_dir: Path, eagle3_dir: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from eagle3cli.training.draft_setup import load_init_draft
+
+    config, _, _ = read_checkpoint(eagle3_dir)
+    embed_tokens = torch.randn(config.vocab_size, config.hidden_size)
+    with caplog.at_level("WARNING"):
+        source = load_init_draft(eagle3_dir, config, read_target_config(target_dir), embed_tokens)
+    assert "has no embed_tokens.weight" not in caplog.text
+    assert source.embed_tokens.weight.data_ptr() == embed_tokens.data_ptr()  # shared, not copied
+    with caplog.at_level("WARNING"):
+        load_init_draft(eagle3_dir, config, read_target_config(target_dir))
+    assert "has no embed_tokens.weight" in caplog.text
+
+
 def test_modelopt_drops_an_all_zero_d2t_and_gets_it_back(tmp_path: Path, target_dir: Path) -> None:
     config, state = draft_state(target_dir, draft_vocab_size=VOCAB_SIZE)  # the full vocabulary: d2t is all zeros
     del state["embed_tokens.weight"]

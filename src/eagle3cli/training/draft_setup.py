@@ -101,11 +101,15 @@ def init_draft_config(directory: Path, target_config: Mapping[str, Any], draft_v
     return config
 
 
-def load_init_draft(directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None) -> Eagle3DraftModel:
-    """An existing draft checkpoint (any layout), checked to fit this run's ``config``."""
+def load_init_draft(
+    directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None, embed_tokens: torch.Tensor | None = None,
+) -> Eagle3DraftModel:
+    """An existing draft checkpoint (any layout), checked to fit this run's ``config``; a
+    checkpoint without an embedding shares ``embed_tokens`` (the target's; not copied)."""
     from eagle3cli.draft.checkpoint import load_checkpoint
 
-    source = load_checkpoint(directory, target_config=target_config)
+    shared = None if embed_tokens is None else torch.nn.Embedding.from_pretrained(embed_tokens, freeze=True)
+    source = load_checkpoint(directory, embed_tokens=shared, target_config=target_config)
     if (source.config.aux_layer_ids, source.config.hidden_size, source.config.vocab_size, source.config.fc_norm) != (
         config.aux_layer_ids, config.hidden_size, config.vocab_size, config.fc_norm,
     ) or source.config.draft_vocab_size != config.draft_vocab_size:

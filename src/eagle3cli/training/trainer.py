@@ -221,7 +221,7 @@ def start_run(config: TrainHyperParameters, output_dir: Path, prepare_inputs: Ca
     if config.init_head_from_target:
         check_head_init(inputs.draft_config, inputs.final_norm)
     # read and checked once, on every process before any waits for another
-    init = None if config.init_draft is None else load_init_draft(config.init_draft, inputs.draft_config, inputs.target_config)
+    init = None if config.init_draft is None else load_init_draft(config.init_draft, inputs.draft_config, inputs.target_config, inputs.embed_tokens)
     run_record = {"num_processes": accelerator.num_processes, "train_data_sha256": inputs.train_data_sha256}
     if isinstance(inputs.train, GrowingSource):  # the schedule's size: process 0's estimate, kept for a resume
         from accelerate.utils import broadcast_object_list
