@@ -104,8 +104,9 @@ def init_draft_config(directory: Path, target_config: Mapping[str, Any], draft_v
 def load_init_draft(
     directory: Path, config: DraftConfig, target_config: Mapping[str, Any] | None = None, embed_tokens: torch.Tensor | None = None,
 ) -> Eagle3DraftModel:
-    """An existing draft checkpoint (any layout), checked to fit this run's ``config``; a
-    checkpoint without an embedding shares ``embed_tokens`` (the target's; not copied)."""
+    """An existing draft checkpoint (any layout), checked to fit this run's ``config``. Its
+    embedding is ``embed_tokens`` when given (the target's, shared, not copied: the run trains
+    with the target's embedding anyway), so a checkpoint without one loads without a warning."""
     from eagle3cli.draft.checkpoint import load_checkpoint
 
     shared = None if embed_tokens is None else torch.nn.Embedding.from_pretrained(embed_tokens, freeze=True)
