@@ -81,5 +81,5 @@ def test_a_line_that_is_not_a_record_is_one_clear_error(tmp_path: Path, monkeypa
     monkeypatch.setattr(sys, "argv", ["passage_prompts.py", "--passages", str(source), "--output", str(tmp_path / "out.jsonl")])
     with pytest.raises(SystemExit) as stopped:
         passage_prompts.main()
-    assert str(stopped.value).startswith(f"error: {source}:2: not a records line")
+    assert str(stopped.value).startswith(f"error: {source}, line 2: invalid JSON")
     assert not (tmp_path / "out.jsonl").exists()

@@ -29,7 +29,6 @@ benchmark not at all (2.08 → 2.07) — the missing τ there is not this kind o
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections import Counter
@@ -40,6 +39,7 @@ from prompt_parts import pick
 from self_prompts import user_texts, write_prompts
 
 from eagle3cli.bench.questions import bundled_questions_dir
+from eagle3cli.data.readers import read_conversations
 from eagle3cli.errors import Eagle3Error
 
 MIN_CHARS = 300
@@ -101,20 +101,15 @@ def whole_sentences(text: str) -> str:
 
 
 def passages(path: Path) -> list[str]:
-    """Assistant turns of ``path`` between MIN_CHARS and MAX_CHARS long, once each, in file order;
-    an answer that stopped at the token limit is cut back to its last whole sentence first."""
+    """Assistant turns of ``path`` (read by ``eagle3cli.data.readers``, which names a bad record's
+    file, line and fault) between MIN_CHARS and MAX_CHARS long, once each, in file order; an
+    answer that stopped at the token limit is cut back to its last whole sentence first."""
     seen: set[str] = set()
     kept: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            turns = json.loads(line)["conversations"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise Eagle3Error(f"{path}:{number}: not a records line ({error})", hint="pass a file eagle3 sample wrote or the split's train.jsonl")
-        for turn in turns:
-            text = turn.get("content", "").strip() if turn.get("role") == "assistant" else ""
-            if turn.get("finish_reason") == "length":
+    for _, conversation in read_conversations(str(path)):
+        for turn in conversation.turns:
+            text = turn.content.strip() if turn.role == "assistant" else ""
+            if turn.extra.get("finish_reason") == "length":
                 text = whole_sentences(text)
             if MIN_CHARS <= len(text) <= MAX_CHARS and text not in seen:
                 seen.add(text)
