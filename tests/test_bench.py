@@ -350,21 +350,28 @@ def test_a_lower_precision_draft_head_stays_lossless(qwen3_target_dir: Path, ran
     assert [a["choices"][0]["token_ids"] for a in eagle] == [a["choices"][0]["token_ids"] for a in baseline]
 
 
-def test_the_fused_target_forward_decodes_what_transformers_forward_decodes(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path) -> None:
-    """On a CPU ``auto`` runs the target through eagle3's fused forward; its answers, eagle and
-    baseline, are token for token those of transformers' own forward, and the summary says which ran."""
+def test_the_fused_and_compiled_target_forwards_decode_what_transformers_forward_decodes(qwen3_target_dir: Path, random_draft_dir: Path, tmp_path: Path) -> None:
+    """On a CPU ``auto`` runs the target through eagle3's fused forward and ``--compile``
+    through torch.compile over a static cache; their answers, eagle and baseline, are token
+    for token those of transformers' own forward, and the summary says which ran."""
     token_ids = {}
-    for choice in ("auto", "transformers"):
-        output = tmp_path / choice
-        result = runner.invoke(app, bench_args(qwen3_target_dir, random_draft_dir, output, "--target-forward", choice, "--no-metrics"))
+    variants = {"auto": (["--target-forward", "auto"], "fused"), "transformers": (["--target-forward", "transformers"], "transformers"),
+                "compile": (["--compile"], "transformers, compiled")}
+    for name, (flags, used) in variants.items():
+        output = tmp_path / name
+        result = runner.invoke(app, bench_args(qwen3_target_dir, random_draft_dir, output, *flags, "--no-metrics"))
         assert result.exit_code == 0, result.output
         summary = json.loads((output / "summary.json").read_text())
-        assert summary["settings"]["target_forward"] == ("fused" if choice == "auto" else "transformers")
+        assert summary["settings"]["target_forward"] == used
         for mode in ("eagle", "baseline"):
-            token_ids[choice, mode] = [a["choices"][0]["token_ids"] for a in answers(output / f"tiny-temperature-0.0-{mode}.jsonl")]
+            token_ids[name, mode] = [a["choices"][0]["token_ids"] for a in answers(output / f"tiny-temperature-0.0-{mode}.jsonl")]
     assert len(set(map(str, token_ids.values()))) == 1
     with pytest.raises(ValueError, match="--target-forward chooses how the built-in decoder runs the target; vLLM runs its own"):
         BenchConfig(base_model_path="t", eagle_model_path="d", model_id="m", backend="vllm", target_forward="fused")
+    with pytest.raises(ValueError, match="--compile compiles the built-in decoder's target forwards; vLLM compiles its own"):
+        BenchConfig(base_model_path="t", eagle_model_path="d", model_id="m", backend="vllm", compile=True)
+    with pytest.raises(ValueError, match="leave out --target-forward fused"):
+        BenchConfig(base_model_path="t", eagle_model_path="d", model_id="m", compile=True, target_forward="fused")
 
 
 def test_the_draft_head_dtype_follows_the_cpu() -> None:

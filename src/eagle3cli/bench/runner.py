@@ -29,7 +29,7 @@ from eagle3cli.decoding import DecodingConfig, generate
 from eagle3cli.decoding.fused_draft import fuse_draft_layer
 from eagle3cli.decoding.fused_target import FusedTarget, unfused_reason
 from eagle3cli.decoding.layout import PACK_ROWS, cpu_linears
-from eagle3cli.decoding.target import HFTarget, use_gqa_sdpa
+from eagle3cli.decoding.target import HFTarget, StaticTarget, use_gqa_sdpa
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.fileio import atomic_write_json, atomic_write_text
 from eagle3cli.outputs import claimed_output_dir
@@ -95,7 +95,7 @@ def load_models(config: BenchConfig) -> BenchModels:
         draft = draft.to(device=device, dtype=dtype).eval()
         draft.lm_head.to(resolve_head_dtype(config.draft_head_dtype, device, dtype))
         aux_layer_ids = draft.config.aux_layer_ids
-    decoder_target = target_forward(model, aux_layer_ids, config.target_forward, device)
+    decoder_target = target_forward(model, aux_layer_ids, config, device)
     if device.type == "cpu":
         lay_out_for_cpu(decoder_target, draft)
     return BenchModels(decoder_target, draft, target.tokenizer, device)
@@ -104,12 +104,13 @@ def load_models(config: BenchConfig) -> BenchModels:
 def lay_out_for_cpu(target: HFTarget, draft: torch.nn.Module | None) -> None:
     """Ready target and draft for decoding on this CPU: the fused target's own projections
     packed (the model keeps its matrices), or else the model's, with grouped-query attention that
-    reads shared keys and values without a copy per query head; the draft's layer fused
-    (q/k/v and gate/up stacked) and its linears packed."""
+    reads shared keys and values without a copy per query head (a compiled target stays as
+    loaded: inductor lays out its products); the draft's layer fused (q/k/v and gate/up stacked)
+    and its linears packed."""
     bf16 = native_bf16(torch.device("cpu"))
     if isinstance(target, FusedTarget):
         cpu_linears(target.fused, bf16=bf16, keep_weights=False)
-    else:
+    elif not isinstance(target, StaticTarget):  # a compiled target's products are inductor's to lay out
         use_gqa_sdpa(target.model)  # tree verification without a copy of the cache per layer
         cpu_linears(target.model, bf16=bf16)
     if draft is not None:
@@ -117,11 +118,15 @@ def lay_out_for_cpu(target: HFTarget, draft: torch.nn.Module | None) -> None:
         cpu_linears(draft, bf16=bf16)
 
 
-def target_forward(model: torch.nn.Module, aux_layer_ids: tuple[int, ...], choice: str, device: torch.device) -> HFTarget:
-    """The decoder's view of the target: :class:`FusedTarget` when chosen, or for ``auto`` on a
-    CPU where the model allows it (on SmolLM2 it takes ~17 % off decode(1) and ~11 % off a
+def target_forward(model: torch.nn.Module, aux_layer_ids: tuple[int, ...], config: BenchConfig, device: torch.device) -> HFTarget:
+    """The decoder's view of the target: with ``--compile`` the model's own forward over a static
+    cache, compiled (:class:`StaticTarget`); else :class:`FusedTarget` when chosen, or for ``auto``
+    on a CPU where the model allows it (on SmolLM2 it takes ~17 % off decode(1) and ~11 % off a
     16-node verification); else the model's own forward (:class:`HFTarget`). ``fused`` on a
     model it cannot run stops with the reason."""
+    if config.compile:
+        return StaticTarget(model, aux_layer_ids, compile=True)
+    choice = config.target_forward
     if choice == "fused" or (choice == "auto" and device.type == "cpu" and unfused_reason(model) is None):
         return FusedTarget(model, aux_layer_ids)
     return HFTarget(model, aux_layer_ids)
@@ -382,7 +387,8 @@ def run_bench(
             torch.manual_seed(config.seed)
             models = load_models(config)
             draft = models.draft
-            used_forward = "fused" if isinstance(models.target, FusedTarget) else "transformers"
+            used_forward = ("fused" if isinstance(models.target, FusedTarget)
+                            else "transformers, compiled" if isinstance(models.target, StaticTarget) else "transformers")
             if auto_tree:
                 config, tree_note = choose_auto_tree(models, questions[0], config)
             modes = answer_with(models, config, questions, on_question)

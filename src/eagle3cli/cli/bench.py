@@ -19,7 +19,7 @@ from eagle3cli.errors import Eagle3Error
 stdout = Console(highlight=False)
 ANGELSLIM = "AngelSlim flags eagle3 does not need (accepted with their default)"
 PANELS = {
-    "Models": ("base_model_path", "eagle_model_path", "model_id", "device", "dtype", "draft_head_dtype", "target_forward"),
+    "Models": ("base_model_path", "eagle_model_path", "model_id", "device", "dtype", "draft_head_dtype", "target_forward", "compile"),
     "Questions and answers": ("bench_name", "bench_data", "question_begin", "question_end", "mode", "output_dir", "no_metrics"),
     "Decoding": ("temperature", "top_p", "max_new_token", "total_token", "depth", "top_k", "seed"),
     "Chat template": ("chat_template", "system_prompt", "enable_thinking"),

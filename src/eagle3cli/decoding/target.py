@@ -152,3 +152,110 @@ class HFTarget:
         if excess > 0:
             cache.crop(-excess)
         return cache
+
+
+STATIC_MIN_CAPACITY = 256
+COMPILED_GRAPH_LIMIT = 32
+
+
+class StaticTarget(HFTarget):
+    """A stock HF causal LM over transformers' ``StaticCache``: every decode and tree
+    verification sees the same shapes — keys and values of ``capacity`` positions, the tree mask
+    padded to that width — so ``compile=True`` runs them through ``torch.compile`` with one graph
+    per forward kind and capacity (``mode="reduce-overhead"`` on CUDA: CUDA graphs, replayed at
+    fixed addresses). Prompt and turn forwards (several new tokens, no tree) run eagerly.
+
+    - **One conversation at a time.** The target owns its cache: a new conversation
+      (``cache=None``) reuses it from position 0, so a compiled graph is never re-recorded for a
+      new buffer; an earlier conversation's state is then stale. ``capacity`` starts at
+      ``min_capacity`` and doubles (copying the held positions, one new graph) when a forward
+      would overflow it.
+    - **Writes and lengths.** The cache writes at its ``cumulative_length`` (a device tensor);
+      the held length is also kept on the host, so compaction (an in-place gather) and cropping
+      move that tensor with ``fill_`` and never read the device.
+    - **Capture.** The capture layers come from ``output_hidden_states`` (index ``k`` = the input
+      of decoder layer ``k``, the vLLM numbering): hooks registered per call would recompile.
+    """
+
+    def __init__(self, model: nn.Module, aux_layer_ids: Sequence[int], *, compile: bool = False,
+                 min_capacity: int = STATIC_MIN_CAPACITY) -> None:
+        super().__init__(model, aux_layer_ids, preallocated=False)
+        self.min_capacity = min_capacity
+        self.cache: Any = None
+        self.length = 0
+        self.compiled = None
+        if compile:
+            cuda = next(model.parameters()).device.type == "cuda"
+            self.compiled = torch.compile(model.forward, mode="reduce-overhead" if cuda else None, dynamic=False)
+            # two graphs (decode, tree) per capacity, and capacity doubles: more than dynamo's default 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_GRAPH_LIMIT)
+
+    @property
+    def capacity(self) -> int:
+        return 0 if self.cache is None else self.cache.layers[0].max_cache_len
+
+    def _room(self, needed: int) -> Any:
+        """The cache, reallocated with room for ``needed`` positions if it has less (the held
+        positions copied over)."""
+        from transformers import StaticCache
+
+        if needed <= self.capacity:
+            return self.cache
+        capacity = max(self.min_capacity, 1 << (needed - 1).bit_length())
+        grown = StaticCache(config=self.model.config, max_cache_len=capacity)
+        if self.cache is not None and self.cache.layers[0].is_initialized:
+            for old, new in zip(self.cache.layers, grown.layers):
+                new.lazy_initialization(old.keys, old.values)
+                new.keys[:, :, : self.length] = old.keys[:, :, : self.length]
+                new.values[:, :, : self.length] = old.values[:, :, : self.length]
+                new.cumulative_length.fill_(self.length)
+        self.cache = grown
+        return grown
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor | None, cache: Any, *,
+                last_logits_only: bool = False) -> TargetOutput:
+        """As :meth:`HFTarget.forward`; decode(1) and tree forwards through the compiled graph."""
+        if cache is None:
+            self.crop(self.cache, 0)
+        self._check(cache)
+        count = input_ids.shape[1]
+        cache = self._room(self.length + count)
+        step = count == 1 or mask is not None  # decode(1) or a tree: the compiled shapes
+        if mask is not None:
+            mask = additive_mask(nn.functional.pad(mask, (0, self.capacity - mask.shape[-1]), value=False), self.dtype)
+        forward = self.compiled if step and self.compiled is not None else self.model.forward
+        if forward is self.compiled:
+            # fresh strides: a graph is guarded on them, and a view of the growing context has new ones each step
+            input_ids, position_ids = (x.clone(memory_format=torch.contiguous_format) for x in (input_ids, position_ids))
+            if input_ids.device.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()  # the previous replay's outputs are no longer read
+        out = forward(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=True,
+                      output_hidden_states=True, logits_to_keep=1 if last_logits_only else 0, **{self.cache_keyword: cache})
+        self.length += count
+        aux = torch.cat([out.hidden_states[k] for k in self.aux_layer_ids], dim=-1)
+        if forward is self.compiled:  # a replay's outputs live in buffers the next one overwrites
+            return TargetOutput(out.logits.clone(), aux, cache)
+        return TargetOutput(out.logits, aux, cache)
+
+    def _check(self, cache: Any) -> None:
+        if cache is not None and cache is not self.cache:
+            raise Eagle3Error("a static-cache target holds one conversation at a time, and this state's cache is not the one it holds",
+                              hint="continue only from the latest conversation's state (not a copy of it)")
+
+    def keep(self, cache: Any, start: int, positions: torch.Tensor) -> Any:
+        self._check(cache)
+        kept = positions.numel()
+        for layer in cache.layers:
+            layer.keys[:, :, start : start + kept] = layer.keys[:, :, positions]
+            layer.values[:, :, start : start + kept] = layer.values[:, :, positions]
+        return self.crop(cache, start + kept)
+
+    def crop(self, cache: Any, length: int) -> Any:
+        if cache is None:
+            return None
+        self._check(cache)
+        self.length = min(self.length, length)
+        for layer in cache.layers:
+            if layer.is_initialized:
+                layer.cumulative_length.fill_(self.length)
+        return cache
