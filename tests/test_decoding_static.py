@@ -42,6 +42,14 @@ def test_static_cache_decodes_the_preallocated_caches_tokens_through_growth_and_
         assert static.capacity == 256 and static.length == first.numel() + second.numel() + 80 - 1
         if draft is oracle:
             assert max(expected[2]) >= 3  # deep paths were compacted into place
+    # a state taken before the cache grew still holds the target's cache
+    config = DecodingConfig(max_new_tokens=20)
+    first_turn = baseline_generate(static, prompt(5, 25, VOCAB), config)  # 44 positions in a 256 one
+    cache = first_turn.state.target_cache
+    assert static._room(300) is cache and static.capacity == 512 and static.length == 44
+    context = torch.cat([first_turn.state.tokens, prompt(6, 4, VOCAB)])
+    assert baseline_generate(static, context, config, state=first_turn.state).tokens.tolist() == \
+        baseline_generate(HFTarget(model, real.config.aux_layer_ids), context, config).tokens.tolist()
 
 
 def test_compiled_static_target_decodes_the_eager_tokens():

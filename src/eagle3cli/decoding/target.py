@@ -168,8 +168,8 @@ class StaticTarget(HFTarget):
     - **One conversation at a time.** The target owns its cache: a new conversation
       (``cache=None``) reuses it from position 0, so a compiled graph is never re-recorded for a
       new buffer; an earlier conversation's state is then stale. ``capacity`` starts at
-      ``min_capacity`` and doubles (copying the held positions, one new graph) when a forward
-      would overflow it.
+      ``min_capacity`` and doubles (the same cache object, the held positions copied into new
+      buffers; one new graph) when a forward would overflow it.
     - **Writes and lengths.** The cache writes at its ``cumulative_length`` (a device tensor);
       the held length is also kept on the host, so compaction (an in-place gather) and cropping
       move that tensor with ``fill_`` and never read the device.
@@ -195,22 +195,26 @@ class StaticTarget(HFTarget):
         return 0 if self.cache is None else self.cache.layers[0].max_cache_len
 
     def _room(self, needed: int) -> Any:
-        """The cache, reallocated with room for ``needed`` positions if it has less (the held
-        positions copied over)."""
+        """The cache, with room for ``needed`` positions: if it has less, its layers are
+        reallocated (the held positions copied over) in the same cache object, so a state
+        holding it stays valid."""
         from transformers import StaticCache
 
         if needed <= self.capacity:
             return self.cache
         capacity = max(self.min_capacity, 1 << (needed - 1).bit_length())
         grown = StaticCache(config=self.model.config, max_cache_len=capacity)
-        if self.cache is not None and self.cache.layers[0].is_initialized:
+        if self.cache is None:
+            self.cache = grown
+            return grown
+        if self.cache.layers[0].is_initialized:
             for old, new in zip(self.cache.layers, grown.layers):
                 new.lazy_initialization(old.keys, old.values)
                 new.keys[:, :, : self.length] = old.keys[:, :, : self.length]
                 new.values[:, :, : self.length] = old.values[:, :, : self.length]
                 new.cumulative_length.fill_(self.length)
-        self.cache = grown
-        return grown
+        self.cache.layers = grown.layers
+        return self.cache
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor | None, cache: Any, *,
                 last_logits_only: bool = False) -> TargetOutput:
