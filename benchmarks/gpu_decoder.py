@@ -179,6 +179,7 @@ def speed(device: str, small: bool, compile: bool) -> dict:
     decode_s = median_seconds(decode_one, 20, device)
     verify_s = median_seconds(verify_tree, 20, device)
     draft_s = median_seconds(draft_whole_tree, 20, device)
+
     def step() -> None:
         speculative_step(target, draft, branch(state), config, 0)
         target.crop(state.target_cache, prefix)
