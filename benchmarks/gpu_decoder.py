@@ -14,9 +14,9 @@ Goals: verify(60) <= 1.15 x decode(1); one draft depth step <= 5% of a target st
 baseline loop >= 90 % of 1 / decode(1).
 
 With ``--compile`` the speed figures are measured twice, the second time with the target's
-one-token and tree forwards compiled over a static cache (``StaticTarget(compile=True)``, what
-``eagle3 bench --compile`` runs: CUDA graphs on CUDA), and correctness adds the compiled target
-on the Qwen3 family; the first calls of each shape (compilation, graph capture) are left out
+one-token and tree forwards compiled over a static cache (``StaticTarget(compile=True)``) and
+each draft level compiled (``DecodingConfig(compile_draft=True)``) — what ``eagle3 bench
+--compile`` runs, CUDA graphs on CUDA — and correctness adds that pair on the Qwen3 family; the first calls of each shape (compilation, graph capture) are left out
 of the medians.
 
 Run: PYTHONPATH=src python benchmarks/gpu_decoder.py [--small] [--compile] [--out results.json]
@@ -109,7 +109,8 @@ def correctness(device: str, compile: bool) -> dict:
         for seed in range(4):
             prompt = torch.randint(0, 512, (12 + seed,), generator=torch.Generator().manual_seed(seed)).to(device)
             for top_k, total in ((10, 60), (1, 6)):
-                config = DecodingConfig(total_token=total, depth=5, top_k=top_k, temperature=0, max_new_tokens=48)
+                config = DecodingConfig(total_token=total, depth=5, top_k=top_k, temperature=0, max_new_tokens=48,
+                                        compile_draft=family.endswith("compiled"))
                 spec = speculative_generate(target, draft, prompt, config).tokens
                 base = baseline_generate(target, prompt, config).tokens
                 checks.append(bool(torch.equal(spec, base)))
@@ -156,7 +157,7 @@ def speed(device: str, small: bool, compile: bool) -> dict:
     aux = (2, layers // 2, layers - 3)
     target = StaticTarget(target_model, aux, compile=True) if compile else HFTarget(target_model, aux)
     draft = build_draft(target_model, min(32000, shape["vocab_size"] // 2), aux)
-    config = DecodingConfig(total_token=60, depth=5, top_k=10, temperature=0, max_new_tokens=128)
+    config = DecodingConfig(total_token=60, depth=5, top_k=10, temperature=0, max_new_tokens=128, compile_draft=compile)
     prompt = torch.randint(0, shape["vocab_size"], (512,), generator=torch.Generator().manual_seed(0)).to(device)
     state, _ = extend_context(target, draft, prompt, config)
     prefix = state.cached_length

@@ -79,3 +79,16 @@ def test_a_static_target_holds_one_conversation_at_a_time():
     assert target.length == 6 + 4 - 1  # the held conversation is untouched
     more = baseline_generate(target, torch.cat([newer.state.tokens, prompt(3, 2, VOCAB)]), config, state=newer.state)
     assert more.tokens.tolist() == baseline_generate(HFTarget(model, (1, 2, 3)), torch.cat([newer.state.tokens, prompt(3, 2, VOCAB)]), config).tokens.tolist()
+
+
+def test_compiled_draft_levels_draft_the_eager_trees():
+    """``compile_draft``: every level through one compiled graph over the whole draft cache —
+    the same trees (accept lengths) and tokens as eager drafting, one graph per cache size."""
+    model, draft = echo_target_and_draft("qwen3", VOCAB)
+    target = HFTarget(model, draft.config.aux_layer_ids)
+    first, second = prompt(21, 12, VOCAB), prompt(22, 5, VOCAB)
+    eager = _two_turns(target, draft, first, second, DecodingConfig(max_new_tokens=30, **TREE))
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = _two_turns(target, draft, first, second, DecodingConfig(max_new_tokens=30, compile_draft=True, **TREE))
+    assert compiled == eager and max(eager[2]) >= 2
+    assert counters["stats"]["unique_graphs"] - graphs <= 2  # level 1's frontier and the others, one cache size

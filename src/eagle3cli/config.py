@@ -347,7 +347,7 @@ class BenchConfig(StageConfig):
     dtype: BenchDtype = Field("auto", description="Model dtype; auto = bfloat16 on CUDA, float32 on CPU.")
     draft_head_dtype: BenchDtype = Field("auto", description="dtype of the draft's lm_head (read once per draft level); auto = bfloat16 on a CPU with native bf16 matmuls (AVX512-BF16/AMX: 3x faster there), else the model dtype. Verification stays exact.")
     target_forward: Literal["auto", "fused", "transformers"] = Field("auto", description="Who runs the target's layers in the built-in decoder: fused = eagle3 (q/k/v and gate/up stacked, no per-module glue; same logits; llama, mistral, qwen2, qwen3 and hunyuan_v1_dense), transformers = the model's own forward; auto = fused on a CPU where the model allows it, else transformers.")
-    compile: bool = Field(False, description="Built-in decoder: run the target's one-token and tree forwards through torch.compile over a static cache (one graph per forward kind and cache size; CUDA graphs on CUDA); prompts stay eager. Off by default: half the tokens/s on a 2-core CPU (benchmarks/RESULTS.md).")
+    compile: bool = Field(False, description="Built-in decoder: run the target's one-token and tree forwards over a static cache, and each draft level over the whole draft cache, through torch.compile (one graph per forward kind and cache size; CUDA graphs on CUDA); prompts stay eager. Off by default: half the tokens/s on a 2-core CPU (benchmarks/RESULTS.md).")
     chat_template: ChatTemplateName = Field("auto", description="qwen3, hunyuan, or auto (the tokenizer's own).")
     system_prompt: str | None = Field(None, description="System prompt for every question; none otherwise.")
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode.")

@@ -104,18 +104,20 @@ def load_models(config: BenchConfig) -> BenchModels:
 def lay_out_for_cpu(target: HFTarget, draft: torch.nn.Module | None) -> None:
     """Ready target and draft for decoding on this CPU: the fused target's own projections
     packed (the model keeps its matrices), or else the model's, with grouped-query attention that
-    reads shared keys and values without a copy per query head (a compiled target stays as
-    loaded: inductor lays out its products); the draft's layer fused (q/k/v and gate/up stacked)
-    and its linears packed."""
+    reads shared keys and values without a copy per query head; the draft's layer fused (q/k/v
+    and gate/up stacked) and its linears packed. With ``--compile`` no product is packed:
+    inductor lays them out (and cannot lower oneDNN's packed ones)."""
     bf16 = native_bf16(torch.device("cpu"))
+    compiled = isinstance(target, StaticTarget)  # --compile: inductor lays out the products itself
     if isinstance(target, FusedTarget):
         cpu_linears(target.fused, bf16=bf16, keep_weights=False)
-    elif not isinstance(target, StaticTarget):  # a compiled target's products are inductor's to lay out
+    elif not compiled:
         use_gqa_sdpa(target.model)  # tree verification without a copy of the cache per layer
         cpu_linears(target.model, bf16=bf16)
     if draft is not None:
         fuse_draft_layer(draft)
-        cpu_linears(draft, bf16=bf16)
+        if not compiled:
+            cpu_linears(draft, bf16=bf16)
 
 
 def target_forward(model: torch.nn.Module, aux_layer_ids: tuple[int, ...], config: BenchConfig, device: torch.device) -> HFTarget:
@@ -137,7 +139,8 @@ def decoding_config(config: BenchConfig, tokenizer: Any) -> DecodingConfig:
     total_token, depth, top_k = (default if value == "auto" else int(value)
                                  for value, default in zip((config.total_token, config.depth, config.top_k), (60, 5, 10)))
     return DecodingConfig(total_token, depth, top_k, temperature=config.temperature, top_p=config.top_p,
-                          max_new_tokens=config.max_new_token, stop_token_ids=tuple(end_of_turn_token_ids(tokenizer, config.chat_template)))
+                          max_new_tokens=config.max_new_token, stop_token_ids=tuple(end_of_turn_token_ids(tokenizer, config.chat_template)),
+                          compile_draft=config.compile)
 
 
 def prompt_ids(models: BenchModels, turns: list[Turn], config: BenchConfig) -> torch.Tensor:

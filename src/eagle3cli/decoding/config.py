@@ -14,6 +14,8 @@ class DecodingConfig:
     root's top-k is followed by ``depth`` expansions, so a tree has ``depth + 1`` draft levels
     and a perfect chain draft (``top_k = 1``) commits ``depth + 2`` tokens per target forward.
     ``temperature = 0`` is greedy decoding; ``top_p`` applies only when sampling.
+    ``compile_draft`` runs each draft level through ``torch.compile`` (static shapes: the whole
+    draft cache under a padded mask; CUDA graphs on CUDA).
     """
 
     total_token: int = 60
@@ -23,6 +25,7 @@ class DecodingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 256
     stop_token_ids: tuple[int, ...] = ()
+    compile_draft: bool = False
 
     def __post_init__(self) -> None:
         checks = {

@@ -116,6 +116,12 @@ def _reusable_prefix(state: DecodingState | None, input_ids: torch.Tensor, needs
     return max(common - 1, 0)
 
 
+def _draft_cache_size(needed: int, config: DecodingConfig) -> int:
+    """Positions to ask of the draft cache: with ``compile_draft`` a power of two (at least 256),
+    since a compiled draft level is one graph per cache size."""
+    return max(256, 1 << (needed - 1).bit_length()) if config.compile_draft else needed
+
+
 def _new_draft_cache(draft: DraftModel, state: DecodingState | None, needed: int):
     if state is None or state.draft_cache is None:
         return allocate_draft_cache(draft, needed)
@@ -145,7 +151,7 @@ def extend_context(
         return DecodingState(tokens, out.cache), first
     # 3. Draft forward over the pairs (token p + 1, target state at p) for p >= start.
     needed = tokens.numel() + config.max_new_tokens + tree_cache_capacity(config) + config.max_step_tokens
-    draft_cache = _new_draft_cache(draft, state, needed)
+    draft_cache = _new_draft_cache(draft, state, _draft_cache_size(needed, config))
     draft_cache.truncate(start)
     hidden = draft_extend(draft, draft_cache, tokens[None, start + 1 :], out.aux_hidden)
     return DecodingState(tokens, out.cache, draft_cache, hidden[:, -1:]), first
@@ -154,7 +160,7 @@ def extend_context(
 def draft_step_tree(draft: DraftModel, state: DecodingState, config: DecodingConfig) -> tuple[DraftKVCache, DraftTree]:
     """A step's tree drafted from ``state``, and the draft cache it wrote (``state``'s, grown
     if it cannot hold the tree and the step's new tokens)."""
-    cache = reserve(state.draft_cache, state.cached_length + tree_cache_capacity(config) + config.max_step_tokens)
+    cache = reserve(state.draft_cache, _draft_cache_size(state.cached_length + tree_cache_capacity(config) + config.max_step_tokens, config))
     return cache, draft_tree(draft, cache, state.draft_hidden, state.tokens[-1], config)
 
 

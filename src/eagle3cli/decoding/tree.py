@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from eagle3cli.decoding.config import DecodingConfig
 from eagle3cli.decoding.state import DraftModel, draft_forward
-from eagle3cli.draft.attention import DraftKVCache
+from eagle3cli.draft.attention import DraftKVCache, StaticCachedAttention
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,47 @@ def _draft_log_probs(draft: DraftModel, hidden: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(draft.logits(hidden)[0].float(), dim=-1)
 
 
+def draft_level(draft: DraftModel, keys: torch.Tensor, values: torch.Tensor, write: torch.Tensor, tokens: torch.Tensor,
+                hidden: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, top_k: int):
+    """One draft level over the whole draft cache (:class:`StaticCachedAttention`): layer outputs
+    ``[1, k, H]`` and each node's top-k children (log-probs and draft ids ``[k, top_k]``). The
+    function ``compile_draft`` compiles: its shapes are the same at every level."""
+    embeds = draft.embed(tokens).to(hidden.dtype)
+    out = draft.layer(embeds, hidden, positions, StaticCachedAttention(keys, values, write, mask))
+    scores, ids = _draft_log_probs(draft, out).topk(top_k, dim=-1)
+    return out, scores, ids
+
+
+_COMPILED_LEVELS: dict[str, object] = {}
+
+
+def compiled_draft_level(device: torch.device):
+    """:func:`draft_level` through ``torch.compile`` (one per device type; ``reduce-overhead``,
+    CUDA graphs, on CUDA)."""
+    if device.type not in _COMPILED_LEVELS:
+        _COMPILED_LEVELS[device.type] = torch.compile(draft_level, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+    return _COMPILED_LEVELS[device.type]
+
+
+def _run_level(draft: DraftModel, cache: DraftKVCache, frontier: _Frontier, mask: torch.Tensor, positions: torch.Tensor,
+               top_k: int, compile: bool):
+    """The frontier through the draft layer (appended to ``cache``) and each node's top-k children."""
+    if not compile:
+        out = draft_forward(draft, cache, frontier.tokens[None], frontier.hidden, positions, mask)  # [1, k, H]
+        return (out, *_draft_log_probs(draft, out).topk(top_k, dim=-1))
+    count = frontier.tokens.numel()
+    write = torch.arange(cache.length, cache.length + count, device=positions.device)
+    mask = F.pad(mask, (0, cache.capacity - mask.shape[-1]), value=False)
+    if positions.device.type == "cuda":
+        for buffer in (cache.keys, cache.values):
+            torch._dynamo.mark_static_address(buffer)  # written in place by a CUDA graph
+        torch.compiler.cudagraph_mark_step_begin()
+    out, scores, ids = compiled_draft_level(positions.device)(
+        draft, cache.keys, cache.values, write, frontier.tokens[None], frontier.hidden.contiguous(), positions, mask, top_k)
+    cache.length += count
+    return out.clone(), scores.clone(), ids.clone()  # a CUDA graph's outputs are overwritten by its next replay
+
+
 def _expand(
     draft: DraftModel,
     cache: DraftKVCache,
@@ -139,12 +180,12 @@ def _expand(
     candidates: _Candidates,
     prefix_length: int,
     top_k: int,
+    compile: bool = False,
 ) -> _Frontier:
     """One expansion: run the frontier, score its children, keep the global top-k."""
     mask = tree_attention_mask(frontier.mask, prefix_length)  # [1, 1, k, prefix + tree]
     positions = torch.full_like(frontier.tokens, prefix_length + frontier.level - 1)[None]
-    out = draft_forward(draft, cache, frontier.tokens[None], frontier.hidden, positions, mask)  # [1, k, H]
-    child_scores, child_ids = _draft_log_probs(draft, out).topk(top_k, dim=-1)  # [k, k]
+    out, child_scores, child_ids = _run_level(draft, cache, frontier, mask, positions, top_k, compile)  # [1, k, H], [k, k] x 2
     cumulative = frontier.scores[:, None] + child_scores  # [k, k]
     child_tokens = draft.to_target_ids(child_ids)
     first = candidates.add(child_tokens, cumulative, frontier.indices[:, None].expand(-1, top_k))
@@ -212,7 +253,7 @@ def draft_tree(
     candidates = _Candidates([], [], [])
     frontier = _root_frontier(draft, root_hidden, candidates, config.top_k)
     for _ in range(config.depth):
-        frontier = _expand(draft, cache, frontier, candidates, prefix_length, config.top_k)
+        frontier = _expand(draft, cache, frontier, candidates, prefix_length, config.top_k, config.compile_draft)
     cache.truncate(prefix_length)
     return _select(candidates, root_token, config)
 

@@ -97,3 +97,21 @@ class CachedAttention:
         if mask is None and query.shape[2] > 1:
             mask = causal_mask_with_prefix(query.shape[2], prefix_length, query.device)
         return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, enable_gqa=True)
+
+
+@dataclass
+class StaticCachedAttention:
+    """Attention over a draft cache's whole buffers, for a compiled draft level: the new keys and
+    values are written at ``positions`` (``[T]``, a device tensor) and the query attends over all
+    ``capacity`` positions under ``mask`` (``[1, 1, T, capacity]``, False past the valid ones), so
+    every level of every tree has the same shapes. The caller advances ``DraftKVCache.length``."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    positions: torch.Tensor
+    mask: torch.Tensor
+
+    def __call__(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        self.keys.index_copy_(2, self.positions, key)
+        self.values.index_copy_(2, self.positions, value)
+        return F.scaled_dot_product_attention(query, self.keys, self.values, attn_mask=self.mask, enable_gqa=True)
