@@ -135,8 +135,8 @@ def _draft_log_probs(draft: DraftModel, hidden: torch.Tensor) -> torch.Tensor:
 def draft_level(draft: DraftModel, keys: torch.Tensor, values: torch.Tensor, write: torch.Tensor, tokens: torch.Tensor,
                 hidden: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, top_k: int):
     """One draft level over the whole draft cache (:class:`StaticCachedAttention`): layer outputs
-    ``[1, k, H]`` and each node's top-k children (log-probs and draft ids ``[k, top_k]``). The
-    function ``compile_draft`` compiles: its shapes are the same at every level."""
+    ``[1, k, H]`` and each node's top-k children (log-probs and draft ids ``[k, top_k]``). This
+    is what ``compile_draft`` compiles: its shapes are the same at every level."""
     embeds = draft.embed(tokens).to(hidden.dtype)
     out = draft.layer(embeds, hidden, positions, StaticCachedAttention(keys, values, write, mask))
     scores, ids = _draft_log_probs(draft, out).topk(top_k, dim=-1)
