@@ -36,6 +36,7 @@ from eagle3cli.decoding.state import (
     DraftModel,
     TargetModel,
     allocate_draft_cache,
+    compiled_size,
     draft_extend,
     reserve,
 )
@@ -117,9 +118,9 @@ def _reusable_prefix(state: DecodingState | None, input_ids: torch.Tensor, needs
 
 
 def _draft_cache_size(needed: int, config: DecodingConfig) -> int:
-    """Positions to ask of the draft cache: with ``compile_draft`` a power of two (at least 256),
-    since a compiled draft level is one graph per cache size."""
-    return max(256, 1 << (needed - 1).bit_length()) if config.compile_draft else needed
+    """Positions to ask of the draft cache: with ``compile_draft`` a :func:`compiled_size`, since
+    a compiled draft level is one graph per cache size."""
+    return compiled_size(needed) if config.compile_draft else needed
 
 
 def _new_draft_cache(draft: DraftModel, state: DecodingState | None, needed: int):

@@ -119,6 +119,15 @@ def allocate_draft_cache(draft: DraftModel, capacity: int) -> DraftKVCache:
     )
 
 
+COMPILED_MIN_SIZE = 256
+
+
+def compiled_size(needed: int, minimum: int = COMPILED_MIN_SIZE) -> int:
+    """A cache size for compiled forwards, which get one graph per size: the smallest power of
+    two that holds ``needed`` positions, at least ``minimum``."""
+    return max(minimum, 1 << (needed - 1).bit_length())
+
+
 def reserve(cache: DraftKVCache, needed: int) -> DraftKVCache:
     """``cache`` if it holds ``needed`` positions, else a copy with doubled capacity."""
     if needed <= cache.capacity:

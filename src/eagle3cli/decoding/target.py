@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from eagle3cli.target.capture import base_model, capture_layer_inputs, check_layer_ids, concat_captured
-from eagle3cli.decoding.state import TargetOutput
+from eagle3cli.decoding.state import COMPILED_MIN_SIZE, TargetOutput, compiled_size
 from eagle3cli.errors import Eagle3Error
 from eagle3cli.target.kv_cache import cache_keyword, has_sliding_window, new_cache
 
@@ -154,7 +154,6 @@ class HFTarget:
         return cache
 
 
-STATIC_MIN_CAPACITY = 256
 COMPILED_GRAPH_LIMIT = 32
 
 
@@ -178,7 +177,7 @@ class StaticTarget(HFTarget):
     """
 
     def __init__(self, model: nn.Module, aux_layer_ids: Sequence[int], *, compile: bool = False,
-                 min_capacity: int = STATIC_MIN_CAPACITY) -> None:
+                 min_capacity: int = COMPILED_MIN_SIZE) -> None:
         super().__init__(model, aux_layer_ids, preallocated=False)
         self.min_capacity = min_capacity
         self.cache: Any = None
@@ -202,8 +201,7 @@ class StaticTarget(HFTarget):
 
         if needed <= self.capacity:
             return self.cache
-        capacity = max(self.min_capacity, 1 << (needed - 1).bit_length())
-        grown = StaticCache(config=self.model.config, max_cache_len=capacity)
+        grown = StaticCache(config=self.model.config, max_cache_len=compiled_size(needed, self.min_capacity))
         if self.cache is None:
             self.cache = grown
             return grown
