@@ -252,6 +252,48 @@ def test_fused_target_forward_gives_the_models_logits(family, dtype, layout):
         assert speculative_generate(fused, draft, input_ids, config).tokens.tolist() == baseline
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_fused_target_runs_the_lm_head_only_for_tree_nodes_with_children(family):
+    """On a CPU (``partial_logits``) a tree verification computes the logits of the nodes with
+    children — exactly those rows of every node's logits — and ``head`` a leaf's when the path ends
+    there; greedy speculative decoding so gives the tokens and accept lengths of verifying every row."""
+    from eagle3cli.decoding.fused_target import FusedTarget
+    from eagle3cli.decoding.generate import draft_step_tree, extend_context, tree_inputs
+    from eagle3cli.decoding.layout import cpu_linears
+
+    model, draft, _ = _models(family, "echo")  # deep acceptance: paths end at leaves too
+    fused = FusedTarget(model, draft.config.aux_layer_ids)
+    cpu_linears(fused.fused, keep_weights=False)
+    assert fused.partial_logits
+    config = DecodingConfig(max_new_tokens=40, **TREE)
+    input_ids = prompt(1, 11, VOCAB)  # paths end at inner nodes and at leaves, in every family
+    with torch.inference_mode():
+        state, _ = extend_context(fused, draft, input_ids, config)
+        _, tree = draft_step_tree(draft, state, config)
+        inputs = (tree.tokens[None], *tree_inputs(tree, state.cached_length))
+        every = fused.forward(*inputs, state.target_cache)
+        fused.crop(state.target_cache, state.cached_length)
+        inner = tree.inner_nodes()
+        leaves = torch.tensor([node for node in range(tree.num_nodes) if node not in inner.tolist()])
+        assert 0 < inner.numel() < tree.num_nodes
+        part = fused.forward(*inputs, state.target_cache, logit_rows=inner)
+        assert torch.equal(part.logits, every.logits[:, inner]) and torch.equal(part.aux_hidden, every.aux_hidden)
+        assert torch.equal(part.head(leaves), every.logits[0, leaves])
+
+        head_rows: list[int] = []  # rows per LM head product of the speculative steps
+        head = fused.fused.head.forward
+        fused.fused.head.forward = lambda x: head_rows.append(x.shape[0]) or head(x)
+        partial = speculative_generate(fused, draft, input_ids, config)
+        fused.fused.head.forward = head
+        fused.partial_logits = False
+        whole = speculative_generate(fused, draft, input_ids, config)
+    assert partial.tokens.tolist() == whole.tokens.tolist() == baseline_generate(fused, input_ids, config).tokens.tolist()
+    assert partial.stats.accept_lengths == whole.stats.accept_lengths
+    head_rows = head_rows[1:]  # after the prompt's last row: per step the inner nodes, then a leaf's row where the path ends at one
+    assert len(head_rows) > len(partial.stats.accept_lengths) and head_rows.count(1) == len(head_rows) - len(partial.stats.accept_lengths)
+    assert max(head_rows) < TREE["total_token"]
+
+
 def test_fused_target_refuses_what_it_cannot_run():
     """Another architecture, or a Llama-family model missing a piece, gets the reason, not a wrong forward."""
     from transformers import GPT2Config, GPT2LMHeadModel

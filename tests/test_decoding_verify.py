@@ -10,7 +10,7 @@ import torch
 from builders.decoding import MarkovDraft, MarkovTarget, single_thread  # noqa: F401
 from eagle3cli.decoding import DecodingConfig, speculative_generate
 from eagle3cli.decoding.tree import build_tree
-from eagle3cli.decoding.verify import accepted_path, sampling_probs, verify
+from eagle3cli.decoding.verify import accepted_path, sampling_probs, verify, verify_inner
 
 V = 8
 NEXT = (torch.arange(V) + 3) % V  # the token the fakes favour after each token
@@ -39,6 +39,27 @@ def committed(tree, path, depth, bonus) -> list[int]:
     return tree.tokens[nodes].tolist() + [int(bonus)]
 
 
+def inner_rows(tree, logits):
+    """What a ``partial_logits`` target hands :func:`verify_inner`: the inner nodes' logits, and
+    a head over the rest that records which rows it was asked for."""
+    inner = tree.inner_nodes()
+    asked: list[list[int]] = []
+
+    def head(rows):
+        asked.append(rows.tolist())
+        return logits[rows]
+
+    return inner, logits[inner], head, asked
+
+
+def verify_either(rule, tree, logits, config, generator):
+    """``rule`` "all rows": :func:`verify`; "inner rows": :func:`verify_inner`."""
+    if rule == "all rows":
+        return verify(tree, logits, config, generator)
+    inner, inner_logits, head, _ = inner_rows(tree, logits)
+    return verify_inner(tree, inner, inner_logits, head, config, generator)
+
+
 def test_greedy_verify_takes_the_longest_matching_path_and_the_bonus():
     tree = _tree([0, 1, 2, 3, 4], [-1, 0, 0, 2, 2])  # root → {1, 2}; 2 → {3, 4}
     greedy = DecodingConfig(temperature=0)
@@ -46,6 +67,25 @@ def test_greedy_verify_takes_the_longest_matching_path_and_the_bonus():
     assert path.tolist() == [0, 2, 4] and int(depth) == 2 and int(bonus) == 6
     path, depth, bonus = verify(tree, _one_hot_logits([5, 7, 4, 7, 6]), greedy, None)
     assert path[: int(depth) + 1].tolist() == [0] and int(bonus) == 5
+
+
+def test_verifying_from_the_inner_nodes_logits_asks_the_head_only_for_a_leaf_that_ends_the_path():
+    """The root and node 2 have children; nodes 1, 3 and 4 are leaves. The same path and bonus
+    as from every node's logits; the head is asked for one row, and only when the path ends at a leaf."""
+    tree = _tree([0, 1, 2, 3, 4], [-1, 0, 0, 2, 2])
+    assert tree.inner_nodes().tolist() == [0, 2]
+    assert _tree([0], [-1]).inner_nodes().tolist() == [0]
+    greedy = DecodingConfig(temperature=0)
+    for choices, ends_at, asked_for in [([2, 7, 4, 7, 6], [0, 2, 4], [[4]]),  # leaf 4 accepted: its row
+                                        ([2, 7, 5, 7, 6], [0, 2], []),  # inner node 2 ends it: no extra row
+                                        ([1, 7, 4, 7, 6], [0, 1], [[1]]),  # leaf 1 at depth 1
+                                        ([6, 7, 4, 7, 6], [0], [])]:  # only the root
+        logits = _one_hot_logits(choices)
+        inner, inner_logits, head, asked = inner_rows(tree, logits)
+        got = verify_inner(tree, inner, inner_logits, head, greedy, None)
+        expected = verify(tree, logits, greedy, None)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+        assert got[0][: int(got[1]) + 1].tolist() == ends_at and asked == asked_for
 
 
 def test_a_match_below_a_rejected_node_is_not_accepted():
@@ -62,11 +102,13 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     torch.testing.assert_close(sampling_probs(logits, 1.0, 1.0), torch.tensor([0.5, 0.3, 0.15, 0.05]))
 
 
-def test_sampled_verification_of_a_tree_with_three_siblings_reproduces_the_target_distribution():
+@pytest.mark.parametrize("rule", ["all rows", "inner rows"])
+def test_sampled_verification_of_a_tree_with_three_siblings_reproduces_the_target_distribution(rule):
     """Root → three children (tokens 3, 2, 1); child 3 → two children (tokens 0, 1). Whatever
     the tree, the first two committed tokens must follow the target: ``p_root(t1)`` times the
     distribution after ``t1`` (at the child node holding ``t1``), or ``t1`` alone when no child
-    holds it (the step ends with that bonus token). Chi-square over 20,000 verifications."""
+    holds it (the step ends with that bonus token). Chi-square over 20,000 verifications, with
+    every node's logits and with the inner nodes' only (a leaf's bonus drawn from its own row later)."""
     from test_decoding_sampling import chi_square, chi_square_limit
 
     tree = _tree([9, 3, 2, 1, 0, 1], [-1, 0, 0, 0, 1, 1])
@@ -84,7 +126,7 @@ def test_sampled_verification_of_a_tree_with_three_siblings_reproduces_the_targe
     draws = 20000
     counts = torch.zeros(4, 5)  # [t1, t2], t2 = 4 when the step ends after t1
     for _ in range(draws):
-        tokens = committed(tree, *verify(tree, logits, config, generator))
+        tokens = committed(tree, *verify_either(rule, tree, logits, config, generator))
         counts[tokens[0], tokens[1] if len(tokens) > 1 else 4] += 1
     expected = torch.zeros(4, 5)
     node_of = {3: 1, 2: 2, 1: 3}

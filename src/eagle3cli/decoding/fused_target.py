@@ -114,6 +114,9 @@ class FusedTarget(HFTarget):
         self.qk_norms = QK_NORMS[model.config.model_type]
         attention = self.base.layers[0].self_attn
         self.head_dim, self.scaling = attention.head_dim, attention.scaling
+        # On a CPU the LM head over a tree is bound by arithmetic (SmolLM2's 49k x 576 head: ~10 ms for
+        # 16 rows, ~6 ms for 6, ~4 ms for 1), and reading which nodes have children waits on nothing.
+        self.partial_logits = next(model.parameters()).device.type == "cpu"
 
     def forward(
         self,
@@ -123,8 +126,10 @@ class FusedTarget(HFTarget):
         cache: Any,
         *,
         last_logits_only: bool = False,
+        logit_rows: torch.Tensor | None = None,
     ) -> TargetOutput:
-        """As :meth:`HFTarget.forward`: logits, the capture layers' inputs ``[1, T, 3 * Ht]``, the grown cache."""
+        """As :meth:`HFTarget.forward`: logits, the capture layers' inputs ``[1, T, 3 * Ht]``, the grown
+        cache. ``logit_rows [R]``: only those rows' logits ``[1, R, V]``, and ``head`` for others."""
         if cache is None:
             cache = new_cache()
         length = input_ids.shape[1]
@@ -144,10 +149,15 @@ class FusedTarget(HFTarget):
             x = x + self.attention(layer, fused, rms_norm(x, layer.input_layernorm), cos, sin, mask, causal, cache, index)
             gate, up = fused.gate_up.forward(rms_norm(x, layer.post_attention_layernorm)).split(fused.intermediate, dim=-1)
             x = x + fused.down.forward(layer.mlp.act_fn.forward(gate) * up)
-        if last_logits_only:
-            x = x[:, -1:]
-        logits = self.fused.head.forward(rms_norm(x, self.base.norm))
-        return TargetOutput(logits, concat_captured(captured, self.aux_layer_ids), cache)
+        x = rms_norm(x[:, -1:] if last_logits_only else x, self.base.norm)
+        aux = concat_captured(captured, self.aux_layer_ids)
+        if logit_rows is None:
+            return TargetOutput(self.fused.head.forward(x), aux, cache)
+
+        def head(rows: torch.Tensor) -> torch.Tensor:
+            return self.fused.head.forward(x[0, rows])
+
+        return TargetOutput(head(logit_rows)[None], aux, cache, head=head)
 
     def attention(
         self, layer: nn.Module, fused: FusedLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,

@@ -4,7 +4,8 @@
 speculative (or target-only) step's tokens — and :func:`generate` collects them. Timing is the
 caller's business (the bench owns clocks and device syncs); the core never waits on the device
 except for what it must know on the host: a step's committed length and whether it stopped,
-read in one transfer per step.
+read in one transfer per step. (A target with ``partial_logits`` — eagle3's fused forward on a
+CPU, where reading a value waits on nothing — also has the tree's shape read.)
 
 Both take and return a :class:`~eagle3cli.decoding.state.DecodingState`, so a later turn
 continues from an earlier one: pass the whole new context as ``input_ids`` with the earlier
@@ -15,7 +16,8 @@ in place); use ``state.clone()`` first to branch from it twice.
 One speculative step (after the prompt forward):
 
 1. Draft a tree under the pending token from the draft cache (:func:`draft_tree`).
-2. One target forward over all tree nodes with the tree mask (positions = prefix + depth).
+2. One target forward over all tree nodes with the tree mask (positions = prefix + depth);
+   the LM head only for the nodes with children when the target can (``partial_logits``).
 3. Verify (greedy or sampled, one rule): the accepted path + the bonus token.
 4. Cut the new tokens after a stop token or at the token budget; the one host read.
 5. Compact the target cache to prefix + the kept path nodes (gather, no recomputation).
@@ -41,7 +43,7 @@ from eagle3cli.decoding.state import (
     reserve,
 )
 from eagle3cli.decoding.tree import DraftTree, draft_tree, tree_attention_mask, tree_cache_capacity
-from eagle3cli.decoding.verify import target_choices, verify
+from eagle3cli.decoding.verify import target_choices, verify, verify_inner
 from eagle3cli.draft.attention import DraftKVCache
 
 
@@ -182,12 +184,18 @@ def speculative_step(
 ) -> Step:
     """One draft-verify-compact step, ``num_generated`` tokens into the answer."""
     prefix = state.cached_length
-    # 1-2. Draft the tree; verify all its nodes in one target forward.
+    # 1-2. Draft the tree; verify all its nodes in one target forward (a target with
+    #      ``partial_logits`` computes the LM head for the nodes with children only).
     draft_cache, tree = draft_step_tree(draft, state, config)
-    out = target.forward(tree.tokens[None], *tree_inputs(tree, prefix), state.target_cache)
+    inner = tree.inner_nodes() if getattr(target, "partial_logits", False) else None
+    rows = {} if inner is None else {"logit_rows": inner}
+    out = target.forward(tree.tokens[None], *tree_inputs(tree, prefix), state.target_cache, **rows)
     # 3. Accepted path ([D + 1], -1 past its depth) and bonus: the new tokens are the path's
     #    tokens after the root, then the bonus at index ``depth``.
-    path, depth, bonus = verify(tree, out.logits[0], config, generator)
+    if inner is None:
+        path, depth, bonus = verify(tree, out.logits[0], config, generator)
+    else:
+        path, depth, bonus = verify_inner(tree, inner, out.logits[0], out.head, config, generator)
     candidates = torch.cat([tree.tokens[path[1:].clamp(min=0)], bonus.reshape(1)])  # [D + 1]
     candidates = candidates.index_put((depth.reshape(1),), bonus.reshape(1))
     # 4. Cut at a stop token or the budget: the step's one host read.

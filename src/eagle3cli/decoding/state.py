@@ -22,6 +22,7 @@ committed context.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,15 +33,24 @@ from eagle3cli.draft.attention import AttendFn, CachedAttention, DraftKVCache
 
 @dataclass
 class TargetOutput:
-    """One target forward: ``logits [1, T, V]``, ``aux_hidden [1, T, 3 * Ht]`` and the grown cache."""
+    """One target forward: ``logits [1, T, V]``, ``aux_hidden [1, T, 3 * Ht]`` and the grown cache.
+
+    A forward asked for ``logit_rows [R]`` only (see :class:`TargetModel`) returns their logits
+    ``[1, R, V]`` and ``head``: the LM head over any other rows of the same forward
+    (``rows [K]`` → ``[K, V]``)."""
 
     logits: torch.Tensor
     aux_hidden: torch.Tensor
     cache: Any
+    head: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class TargetModel(Protocol):
-    """A causal LM that verifies under an arbitrary mask and exposes its capture layers."""
+    """A causal LM that verifies under an arbitrary mask and exposes its capture layers.
+
+    A target whose ``partial_logits`` attribute is True (optional; absent means False) also
+    takes ``logit_rows=`` in ``forward``: compute the LM head for those rows only, and return
+    :attr:`TargetOutput.head` for the rest."""
 
     def forward(
         self,

@@ -57,6 +57,14 @@ class DraftTree:
         is_leaf[self.parents[self.parents >= 0]] = False
         return self.node_paths[is_leaf]
 
+    def inner_nodes(self) -> torch.Tensor:
+        """``[R]``: the root and every node with a child, ascending — the nodes whose target
+        choices decide which draft tokens are accepted (host sync: the count)."""
+        inner = torch.zeros(self.num_nodes, dtype=torch.bool, device=self.tokens.device)
+        inner[0] = True
+        inner[self.parents[1:]] = True
+        return inner.nonzero().flatten()
+
     def children(self) -> list[list[int]]:
         """Each node's children, in node order (host lists, for sequential verification)."""
         children: list[list[int]] = [[] for _ in range(self.num_nodes)]

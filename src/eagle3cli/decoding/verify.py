@@ -18,9 +18,16 @@ draw ``x ~ p``: descend to the child whose token is ``x``, or stop with bonus ``
 hold distinct tokens, so at most one child matches; each node on the walk uses its own
 independent draw, so every committed token is distributed as the target's sampling would
 give it, whatever the draft proposed.
+
+Only the choices of nodes with children decide acceptance (a node is compared with its
+parent's choice), so :func:`verify_inner` takes the logits of those nodes alone and the bonus
+from a leaf's logits when the path ends there — a host read, for targets that compute the LM
+head per row on a CPU, where reading a value is no synchronisation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -75,3 +82,23 @@ def verify(
     """``logits [N, V]`` at every node → :func:`accepted_path` (greedy or sampled, as
     ``config.temperature`` says)."""
     return accepted_path(tree, target_choices(logits, config, generator))
+
+
+def verify_inner(
+    tree: DraftTree,
+    inner: torch.Tensor,
+    logits: torch.Tensor,
+    head: Callable[[torch.Tensor], torch.Tensor],
+    config: DecodingConfig,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`verify` from the logits ``[R, V]`` of ``inner [R]`` only (``tree.inner_nodes()``: the
+    root and the nodes with a child). When the deepest accepted node is a leaf, its choice (the
+    bonus) comes from ``head(node [1]) → [1, V]``. The same law as :func:`verify`: every node's
+    choice is still its own draw."""
+    choices = torch.full((tree.num_nodes,), -1, dtype=torch.long, device=logits.device)
+    choices[inner] = target_choices(logits, config, generator)
+    path, depth, bonus = accepted_path(tree, choices)
+    if bonus < 0:  # the path ends at a leaf
+        bonus = target_choices(head(path[depth].reshape(1)), config, generator)[0]
+    return path, depth, bonus
