@@ -160,8 +160,15 @@ def draft_forward(
 ) -> torch.Tensor:
     """One draft layer pass over ``token_ids [1, T]`` (target ids) and ``hidden [1, T, H]``,
     appending to ``cache``; ``mask`` as in :class:`CachedAttention`. Returns ``[1, T, H]``."""
+    return draft_pass(draft, token_ids, hidden, position_ids, CachedAttention(cache, mask))
+
+
+def draft_pass(draft: DraftModel, token_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
+               attend: AttendFn) -> torch.Tensor:
+    """The draft layer over ``token_ids [1, T]``'s embeddings and ``hidden [1, T, H]``, its
+    attention through ``attend`` (which owns the cache). Returns ``[1, T, H]``."""
     embeds = draft.embed(token_ids).to(hidden.dtype)
-    return draft.layer(embeds, hidden, position_ids, CachedAttention(cache, mask))
+    return draft.layer(embeds, hidden, position_ids, attend)
 
 
 def draft_extend(

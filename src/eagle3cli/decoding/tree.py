@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from eagle3cli.decoding.config import DecodingConfig
-from eagle3cli.decoding.state import DraftModel, draft_forward
+from eagle3cli.decoding.state import DraftModel, draft_forward, draft_pass
 from eagle3cli.draft.attention import DraftKVCache, StaticCachedAttention
 
 
@@ -53,16 +53,19 @@ class DraftTree:
     @property
     def paths(self) -> torch.Tensor:
         """``[P, D + 1]``: the root-to-leaf paths (EAGLE's retrieve indices; host sync, for inspection)."""
-        is_leaf = torch.ones(self.num_nodes, dtype=torch.bool, device=self.tokens.device)
-        is_leaf[self.parents[self.parents >= 0]] = False
-        return self.node_paths[is_leaf]
+        return self.node_paths[~self.has_children()]
+
+    def has_children(self) -> torch.Tensor:
+        """``[N]`` bool: whether each node is some node's parent (no host sync)."""
+        marked = torch.zeros(self.num_nodes, dtype=torch.bool, device=self.tokens.device)
+        marked[self.parents[1:]] = True  # only the root (node 0) has no parent
+        return marked
 
     def inner_nodes(self) -> torch.Tensor:
         """``[R]``: the root and every node with a child, ascending — the nodes whose target
         choices decide which draft tokens are accepted (host sync: the count)."""
-        inner = torch.zeros(self.num_nodes, dtype=torch.bool, device=self.tokens.device)
+        inner = self.has_children()
         inner[0] = True
-        inner[self.parents[1:]] = True
         return inner.nonzero().flatten()
 
     def children(self) -> list[list[int]]:
@@ -145,8 +148,7 @@ def draft_level(draft: DraftModel, keys: torch.Tensor, values: torch.Tensor, wri
     """One draft level over the whole draft cache (:class:`StaticCachedAttention`): layer outputs
     ``[1, k, H]`` and each node's top-k children (log-probs and draft ids ``[k, top_k]``). This
     is what ``compile_draft`` compiles: its shapes are the same at every level."""
-    embeds = draft.embed(tokens).to(hidden.dtype)
-    out = draft.layer(embeds, hidden, positions, StaticCachedAttention(keys, values, write, mask))
+    out = draft_pass(draft, tokens, hidden, positions, StaticCachedAttention(keys, values, write, mask))
     scores, ids = _draft_log_probs(draft, out).topk(top_k, dim=-1)
     return out, scores, ids
 
